@@ -1,0 +1,228 @@
+#include "agent/app/agent_app.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "agent/app/config.h"
+#include "agent/command/ping_handler.h"
+#include "agent/common/logging.h"
+#include "agent/common/proto_util.h"
+#include "agent/common/status_macros.h"
+#include "agent/server/tls.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+namespace nodeward {
+
+AgentApp::AgentApp(AgentDeps deps, std::string config_path)
+    : deps_(std::move(deps)), config_path_(std::move(config_path)) {
+  absl::MutexLock lock(&mu_);
+  info_.version = NODEWARD_VERSION;
+  info_.started_at = deps_.clock->Now();
+}
+
+AgentApp::~AgentApp() { Stop(); }
+
+absl::Status AgentApp::Start() {
+  struct Step {
+    const char* name;
+    absl::Status (AgentApp::*run)();
+  };
+  static constexpr Step kSteps[] = {
+      {"load config", &AgentApp::LoadConfigStep},
+      {"read identity", &AgentApp::ReadIdentityStep},
+      {"open command ledger", &AgentApp::OpenLedgerStep},
+      {"open audit log", &AgentApp::OpenAuditStep},
+      {"build pipeline", &AgentApp::BuildPipelineStep},
+      {"start status socket", &AgentApp::StartStatusSocketStep},
+      {"start gRPC", &AgentApp::StartGrpcStep},
+      {"notify ready", &AgentApp::NotifyReadyStep},
+  };
+  for (const Step& step : kSteps) {
+    deps_.notifier->Notify(absl::StrCat("STATUS=", step.name));
+    absl::Status s = (this->*step.run)();
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("startup step '", step.name, "': ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::LoadConfigStep() {
+  ASSIGN_OR_RETURN(config_, LoadConfig(deps_.fs.get(), config_path_));
+  absl::MutexLock lock(&mu_);
+  info_.node_id = config_.node_id();
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::ReadIdentityStep() {
+  ASSIGN_OR_RETURN(std::string boot, deps_.fs->ReadFile(config_.boot_id_file()));
+  identity_.node_id = config_.node_id();
+  identity_.boot_id = std::string(absl::StripAsciiWhitespace(boot));
+  if (identity_.boot_id.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(config_.boot_id_file(), " is empty"));
+  }
+  absl::MutexLock lock(&mu_);
+  info_.boot_id = identity_.boot_id;
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::OpenLedgerStep() {
+  // A bad state dir does not stop the agent: it serves, refuses commands
+  // with STATE_UNAVAILABLE and reports why (health and status).
+  ledger_ = CommandLedger::Open(deps_.fs.get(), ToLedgerOptions(config_), deps_.clock->Now());
+  for (const auto& id : ledger_->recovered_in_doubt()) {
+    NW_LOG_WARNING("command ", id, " was in doubt at startup; recorded as not applied");
+  }
+  if (!ledger_->health().ok()) {
+    NW_LOG_ERROR("command ledger unusable: ", ledger_->health().message());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::OpenAuditStep() {
+  absl::StatusOr<std::unique_ptr<AuditLog>> audit =
+      AuditLog::Open(deps_.fs.get(), config_.audit_file());
+  if (!audit.ok()) {
+    NW_LOG_ERROR("audit log unusable: ", audit.status().message());
+    absl::MutexLock lock(&mu_);
+    info_.startup_problems.push_back(absl::StrCat("AUDIT_UNAVAILABLE: ", audit.status().message()));
+    return absl::OkStatus();
+  }
+  audit_ = std::move(audit).value();
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::BuildPipelineStep() {
+  ASSIGN_OR_RETURN(TrustStorePtr trust, TrustStore::Build(config_.trust()));
+  {
+    absl::MutexLock lock(&mu_);
+    info_.trusted_keys = static_cast<uint32_t>(trust->key_count());
+    info_.trust_loaded_at = deps_.clock->Now();
+  }
+  HandlerMap handlers;
+  handlers["ping"] = std::make_unique<PingHandler>(deps_.clock.get());
+  processor_ = std::make_unique<CommandProcessor>(
+      deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
+      ledger_.get(), audit_.get(), std::move(handlers));
+  processor_->SetOnChange([this] { publisher_.Publish(); });
+  processor_->AuditEvent("startup", absl::StrCat("nodeward-agent ", NODEWARD_VERSION,
+                                                 " node ", identity_.node_id));
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::StartStatusSocketStep() {
+  StatusSocketOptions o;
+  o.path = config_.status_socket().path();
+  o.allowed_uids = {config_.status_socket().allowed_uids().begin(),
+                    config_.status_socket().allowed_uids().end()};
+  o.allowed_gids = {config_.status_socket().allowed_gids().begin(),
+                    config_.status_socket().allowed_gids().end()};
+  o.socket_gid = config_.status_socket().socket_gid();
+  status_socket_ = std::make_unique<StatusSocketServer>([this] { return RenderStatus(); });
+  return status_socket_->Start(o);
+}
+
+absl::Status AgentApp::StartGrpcStep() {
+  ASSIGN_OR_RETURN(auto creds, BuildServerCredentials(config_.tls()));
+  service_ = std::make_unique<NodeAgentService>(
+      processor_.get(), &publisher_,
+      [this] { return BuildHealthReport(Info(), processor_->Stats(), deps_.clock->Now()); },
+      std::vector<std::string>(config_.tls().allowed_client_sans().begin(),
+                               config_.tls().allowed_client_sans().end()));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.listen_address(), creds, &port);
+  builder.RegisterService(service_.get());
+  // gRPC bounds memory before our own size cap sees the bytes; leave room
+  // above the cap so oversize envelopes get our ENVELOPE_TOO_LARGE reason.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.limits().max_envelope_bytes()) + 4096);
+  builder.SetMaxSendMessageSize(1 << 20);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0) {
+    return absl::UnavailableError(absl::StrCat("listen on ", config_.listen_address()));
+  }
+  std::string host = config_.listen_address().substr(0, config_.listen_address().rfind(':'));
+  absl::MutexLock lock(&mu_);
+  info_.listen_address = absl::StrCat(host, ":", port);
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::NotifyReadyStep() {
+  std::string addr = listen_address();
+  AgentInfo info = Info();
+  auto report = BuildHealthReport(info, processor_->Stats(), deps_.clock->Now());
+  std::string state = nodeward::v1::HealthReport::State_Name(report.state());
+  deps_.notifier->Notify(absl::StrCat("READY=1\nSTATUS=", state, " listening on ", addr));
+  NW_LOG_INFO("nodeward-agent ", NODEWARD_VERSION, " serving on ", addr, " as node ",
+              identity_.node_id, " (", state, ")");
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::Reload() {
+  deps_.notifier->Notify("RELOADING=1\nSTATUS=reloading trust");
+  absl::StatusOr<nodeward::v1::AgentConfig> c = LoadConfig(deps_.fs.get(), config_path_);
+  absl::Status result;
+  if (c.ok()) {
+    absl::StatusOr<TrustStorePtr> trust = TrustStore::Build(c->trust());
+    if (trust.ok()) {
+      size_t keys = (*trust)->key_count();
+      processor_->ReplaceTrust(std::move(trust).value());
+      absl::MutexLock lock(&mu_);
+      info_.trusted_keys = static_cast<uint32_t>(keys);
+      info_.trust_loaded_at = deps_.clock->Now();
+      info_.last_reload_error.clear();
+    } else {
+      result = trust.status();
+    }
+  } else {
+    result = c.status();
+  }
+  if (result.ok()) {
+    processor_->AuditEvent("trust_reload", "trust reloaded from " + config_path_);
+    NW_LOG_INFO("trust reloaded from ", config_path_);
+  } else {
+    processor_->AuditEvent("trust_reload_failed", std::string(result.message()));
+    NW_LOG_ERROR("reload refused, old trust kept: ", result.message());
+    absl::MutexLock lock(&mu_);
+    info_.last_reload_error = std::string(result.message());
+  }
+  deps_.notifier->Notify(absl::StrCat("READY=1\nSTATUS=", result.ok() ? "reloaded" : "reload failed",
+                                      " listening on ", listen_address()));
+  publisher_.Publish();
+  return result;
+}
+
+void AgentApp::Tick() { publisher_.Publish(); }
+
+void AgentApp::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  deps_.notifier->Notify("STOPPING=1\nSTATUS=draining");
+  // Teardown runs every step whatever failed during startup.
+  if (processor_) processor_->Drain();
+  publisher_.Close();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (status_socket_) status_socket_->Stop();
+  if (processor_) processor_->AuditEvent("shutdown", "clean stop");
+  if (audit_) (void)audit_->Sync();
+  NW_LOG_INFO("nodeward-agent stopped");
+}
+
+std::string AgentApp::listen_address() const {
+  absl::MutexLock lock(&mu_);
+  return info_.listen_address;
+}
+
+AgentInfo AgentApp::Info() const {
+  absl::MutexLock lock(&mu_);
+  return info_;
+}
+
+std::string AgentApp::RenderStatus() const {
+  return ToJsonLine(BuildStatusReport(Info(), processor_->Stats(), deps_.clock->Now()));
+}
+
+}  // namespace nodeward

@@ -1,0 +1,88 @@
+#ifndef NODEWARD_AGENT_APP_AGENT_APP_H_
+#define NODEWARD_AGENT_APP_AGENT_APP_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/command/command_processor.h"
+#include "agent/server/health_publisher.h"
+#include "agent/server/node_agent_service.h"
+#include "agent/server/status_report.h"
+#include "agent/server/status_socket.h"
+#include "agent/state/audit_log.h"
+#include "agent/state/command_ledger.h"
+#include "grpcpp/server.h"
+#include "nodeward/v1/config.pb.h"
+#include "platform/clock.h"
+#include "platform/file_system.h"
+#include "platform/service_notifier.h"
+
+namespace nodeward {
+
+// Everything with a side effect, built by main (Linux) or a test (fakes).
+struct AgentDeps {
+  platform::ClockPtr clock;
+  platform::FileSystemPtr fs;
+  platform::ServiceNotifierPtr notifier;
+};
+
+// The daemon's life: Start runs the ordered startup steps (load config, read
+// identity, open state, open audit, build pipeline, status socket, gRPC,
+// READY=1); Stop runs the whole teardown list. Start, Reload, Tick and Stop
+// are called from the main thread only.
+class AgentApp {
+ public:
+  AgentApp(AgentDeps deps, std::string config_path);
+  ~AgentApp();
+
+  // Runs every step in order; the first failing step's error is returned
+  // (prefixed with the step name) and the agent must exit non-zero.
+  absl::Status Start();
+  // SIGHUP: re-reads the config file and swaps the trust store. A bad file
+  // keeps the old trust and is reported in status and the audit chain.
+  absl::Status Reload();
+  // Periodic health push to watchers.
+  void Tick();
+  // SIGTERM: refuse new commands, drain in-flight ones, stop listeners.
+  void Stop();
+
+  std::string listen_address() const;
+
+ private:
+  absl::Status LoadConfigStep();
+  absl::Status ReadIdentityStep();
+  absl::Status OpenLedgerStep();
+  absl::Status OpenAuditStep();
+  absl::Status BuildPipelineStep();
+  absl::Status StartStatusSocketStep();
+  absl::Status StartGrpcStep();
+  absl::Status NotifyReadyStep();
+
+  AgentInfo Info() const;
+  std::string RenderStatus() const;
+
+  AgentDeps deps_;
+  const std::string config_path_;
+  nodeward::v1::AgentConfig config_;
+  NodeIdentity identity_;
+  std::unique_ptr<CommandLedger> ledger_;
+  std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<CommandProcessor> processor_;
+  HealthPublisher publisher_;
+  std::unique_ptr<NodeAgentService> service_;
+  std::unique_ptr<StatusSocketServer> status_socket_;
+  std::unique_ptr<grpc::Server> server_;
+  bool stopped_ = false;
+
+  mutable absl::Mutex mu_;
+  AgentInfo info_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace nodeward
+
+#endif  // NODEWARD_AGENT_APP_AGENT_APP_H_

@@ -1,0 +1,223 @@
+#include "agent/command/command_processor.h"
+
+#include "absl/strings/str_cat.h"
+#include "agent/common/logging.h"
+#include "agent/common/reason.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace nodeward {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using nodeward::v1::CommandResult;
+using nodeward::v1::Outcome;
+
+constexpr size_t kRecentCommands = 20;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+absl::Status FromOutcome(const Outcome& o) {
+  absl::Status s(static_cast<absl::StatusCode>(o.code()), o.message());
+  return WithReason(s, o.reason());
+}
+
+}  // namespace
+
+CommandProcessor::CommandProcessor(platform::Clock* clock, NodeIdentity identity,
+                                   VerifierLimits limits, TrustStorePtr trust,
+                                   CommandLedger* ledger, AuditLog* audit, HandlerMap handlers)
+    : clock_(clock),
+      identity_(std::move(identity)),
+      limits_(limits),
+      ledger_(ledger),
+      audit_(audit),
+      handlers_(std::move(handlers)),
+      trust_(std::move(trust)) {}
+
+absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelope_bytes,
+                                                        const std::string& peer) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) {
+      return Reject(absl::StatusCode::kUnavailable, reason::kShuttingDown,
+                    "the agent is shutting down");
+    }
+    ++in_flight_;
+  }
+  VerifiedCommand verified;
+  bool replayed = false;
+  absl::StatusOr<CommandResult> result = Run(envelope_bytes, &verified, &replayed);
+  Finish(verified.command_type.empty() ? nullptr : &verified, peer, result, replayed);
+  return result;
+}
+
+absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_bytes,
+                                                    VerifiedCommand* verified, bool* replayed) {
+  const absl::Time now = clock_->Now();  // one fixed "now" for the whole check
+  TrustStorePtr trust;
+  {
+    absl::MutexLock lock(&mu_);
+    trust = trust_;
+  }
+  absl::StatusOr<VerifiedCommand> v = VerifyCommand(envelope_bytes, *trust, identity_, limits_, now);
+  if (!v.ok()) return v.status();
+  *verified = std::move(v).value();
+
+  absl::StatusOr<CommandLedger::Admission> admission = ledger_->Admit(*verified, now);
+  if (!admission.ok()) return admission.status();
+  if (admission->replay) {
+    *replayed = true;
+    const Outcome& o = admission->recorded;
+    if (o.code() != 0) return FromOutcome(o);
+    CommandResult r;
+    if (!r.ParseFromString(o.result())) {
+      return Reject(absl::StatusCode::kDataLoss, reason::kStateUnavailable,
+                    "recorded result does not parse");
+    }
+    r.set_replayed(true);
+    return r;
+  }
+
+  // Journaled: from here on the command has an outcome, whatever happens.
+  absl::StatusOr<CommandResult> applied;
+  auto it = handlers_.find(verified->command_type);
+  if (it == handlers_.end()) {
+    applied = Reject(absl::StatusCode::kUnimplemented, reason::kApplyFailed,
+                     absl::StrCat("no handler for '", verified->command_type, "'"));
+  } else {
+    applied = it->second->Apply(*verified);
+  }
+  Outcome o;
+  *o.mutable_time() = ToProto(clock_->Now());
+  if (applied.ok()) {
+    applied->set_command_id(verified->command.command_id());
+    applied->set_sequence(verified->command.sequence());
+    *applied->mutable_applied_at() = o.time();
+    o.set_result(applied->SerializeAsString());
+  } else {
+    std::string why = ReasonOf(applied.status());
+    if (why.empty()) applied = WithReason(applied.status(), reason::kApplyFailed);
+    o.set_code(static_cast<int>(applied.status().code()));
+    o.set_reason(ReasonOf(applied.status()));
+    o.set_message(std::string(applied.status().message()));
+  }
+  absl::Status recorded = ledger_->RecordOutcome(verified->command.command_id(), o);
+  if (!recorded.ok()) {
+    return Reject(absl::StatusCode::kUnavailable, reason::kStateUnavailable,
+                  absl::StrCat("command was applied but its outcome could not be recorded: ",
+                               recorded.message()));
+  }
+  return applied;
+}
+
+void CommandProcessor::Finish(const VerifiedCommand* verified, const std::string& peer,
+                              const absl::StatusOr<CommandResult>& result, bool replayed) {
+  nodeward::v1::AuditRecord a;
+  *a.mutable_time() = ToProto(clock_->Now());
+  a.set_peer(peer);
+  if (verified != nullptr) {
+    a.set_command_id(verified->command.command_id());
+    a.set_sequence(verified->command.sequence());
+    a.set_command_type(verified->command_type);
+    for (const auto& k : verified->signer_key_ids) a.add_signer_key_ids(k);
+  }
+  // A rejection before the ledger says nothing was applied; a failure after
+  // admission is an applied-and-failed outcome.
+  std::string decision;
+  if (replayed) {
+    decision = "replayed";
+  } else if (result.ok()) {
+    decision = "applied";
+  } else {
+    std::string r = ReasonOf(result.status());
+    decision = (r == reason::kApplyFailed) ? "failed" : "rejected";
+  }
+  a.set_decision(decision);
+  if (!result.ok()) {
+    a.set_reason(ReasonOf(result.status()));
+    a.set_message(std::string(result.status().message()));
+  }
+  absl::Status audited = audit_ == nullptr ? absl::FailedPreconditionError("audit log not open")
+                                           : audit_->Append(a);
+
+  std::function<void()> notify;
+  {
+    absl::MutexLock lock(&mu_);
+    --in_flight_;
+    if (replayed) {
+      ++replayed_;
+    } else if (result.ok()) {
+      ++applied_;
+    } else {
+      ++rejected_;
+    }
+    if (!audited.ok()) {
+      audit_error_ = std::string(audited.message());
+    }
+    nodeward::v1::RecentCommand rc;
+    rc.set_command_id(a.command_id());
+    rc.set_sequence(a.sequence());
+    rc.set_command_type(a.command_type());
+    rc.set_decision(decision);
+    rc.set_reason(a.reason());
+    *rc.mutable_time() = a.time();
+    recent_.push_front(std::move(rc));
+    if (recent_.size() > kRecentCommands) recent_.pop_back();
+    notify = on_change_;
+  }
+  if (!audited.ok()) NW_LOG_ERROR("append audit record: ", audited.message());
+  if (notify) notify();
+}
+
+void CommandProcessor::ReplaceTrust(TrustStorePtr trust) {
+  absl::MutexLock lock(&mu_);
+  trust_ = std::move(trust);
+}
+
+void CommandProcessor::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  mu_.Await(absl::Condition(+[](int* n) { return *n == 0; }, &in_flight_));
+}
+
+ProcessorStats CommandProcessor::Stats() const {
+  ProcessorStats s;
+  s.high_water_mark = ledger_->high_water_mark();
+  absl::Status ledger_health = ledger_->health();
+  if (!ledger_health.ok()) {
+    s.degraded_reasons.push_back(
+        absl::StrCat("STATE_UNAVAILABLE: ", ledger_health.message()));
+  }
+  absl::MutexLock lock(&mu_);
+  if (audit_ == nullptr) s.degraded_reasons.push_back("AUDIT_UNAVAILABLE: audit log not open");
+  if (!audit_error_.empty()) s.degraded_reasons.push_back("AUDIT_UNAVAILABLE: " + audit_error_);
+  s.applied = applied_;
+  s.rejected = rejected_;
+  s.replayed = replayed_;
+  s.draining = draining_;
+  s.recent = recent_;
+  return s;
+}
+
+void CommandProcessor::SetOnChange(std::function<void()> on_change) {
+  absl::MutexLock lock(&mu_);
+  on_change_ = std::move(on_change);
+}
+
+void CommandProcessor::AuditEvent(const std::string& event, const std::string& message) {
+  if (audit_ == nullptr) return;
+  nodeward::v1::AuditRecord a;
+  *a.mutable_time() = ToProto(clock_->Now());
+  a.set_event(event);
+  a.set_message(message);
+  absl::Status s = audit_->Append(a);
+  if (!s.ok()) {
+    NW_LOG_ERROR("append audit event: ", s.message());
+    absl::MutexLock lock(&mu_);
+    audit_error_ = std::string(s.message());
+  }
+}
+
+}  // namespace nodeward

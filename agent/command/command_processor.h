@@ -1,0 +1,86 @@
+#ifndef NODEWARD_AGENT_COMMAND_COMMAND_PROCESSOR_H_
+#define NODEWARD_AGENT_COMMAND_COMMAND_PROCESSOR_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/command/command_handler.h"
+#include "agent/command/trust_store.h"
+#include "agent/command/verifier.h"
+#include "agent/state/audit_log.h"
+#include "agent/state/command_ledger.h"
+#include "nodeward/v1/agent.pb.h"
+#include "nodeward/v1/state.pb.h"
+#include "platform/clock.h"
+
+namespace nodeward {
+
+// What health and status read. A copy, taken under the processor's lock.
+struct ProcessorStats {
+  uint64_t high_water_mark = 0;
+  uint64_t applied = 0;
+  uint64_t rejected = 0;
+  uint64_t replayed = 0;
+  bool draining = false;
+  std::vector<std::string> degraded_reasons;
+  std::deque<nodeward::v1::RecentCommand> recent;
+};
+
+// The whole pipeline for one SignedCommand: verify -> ledger admit (sequence,
+// dedupe, durable intent) -> apply -> durable outcome -> audit. Thread-safe;
+// Execute may run on many gRPC threads at once.
+class CommandProcessor {
+ public:
+  CommandProcessor(platform::Clock* clock, NodeIdentity identity, VerifierLimits limits,
+                   TrustStorePtr trust, CommandLedger* ledger, AuditLog* audit,
+                   HandlerMap handlers);
+
+  // Returns the result, or a status carrying a reason (ReasonOf). `peer` is
+  // the transport identity, for the audit record only.
+  absl::StatusOr<nodeward::v1::CommandResult> Execute(absl::string_view envelope_bytes,
+                                                      const std::string& peer);
+
+  // Swaps the trust store (SIGHUP). Commands in flight finish on the old one.
+  void ReplaceTrust(TrustStorePtr trust);
+  // New commands get SHUTTING_DOWN; waits until those in flight finish.
+  void Drain();
+
+  ProcessorStats Stats() const;
+  // Called after every command with no lock held (health push).
+  void SetOnChange(std::function<void()> on_change);
+  // Records a non-command event (startup, reload, shutdown) in the audit chain.
+  void AuditEvent(const std::string& event, const std::string& message);
+
+ private:
+  absl::StatusOr<nodeward::v1::CommandResult> Run(absl::string_view envelope_bytes,
+                                                  VerifiedCommand* verified, bool* replayed);
+  void Finish(const VerifiedCommand* verified, const std::string& peer,
+              const absl::StatusOr<nodeward::v1::CommandResult>& result, bool replayed);
+
+  platform::Clock* const clock_;
+  const NodeIdentity identity_;
+  const VerifierLimits limits_;
+  CommandLedger* const ledger_;
+  AuditLog* const audit_;
+  const HandlerMap handlers_;
+
+  mutable absl::Mutex mu_;
+  TrustStorePtr trust_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t replayed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string audit_error_ ABSL_GUARDED_BY(mu_);
+  std::deque<nodeward::v1::RecentCommand> recent_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> on_change_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace nodeward
+
+#endif  // NODEWARD_AGENT_COMMAND_COMMAND_PROCESSOR_H_

@@ -1,0 +1,19 @@
+#include "agent/command/ping_handler.h"
+
+#include "google/protobuf/util/time_util.h"
+
+namespace nodeward {
+
+absl::StatusOr<nodeward::v1::CommandResult> PingHandler::Apply(const VerifiedCommand& command) {
+  if (command.command.ping().note().size() > 256) {
+    return absl::InvalidArgumentError("ping: note is longer than 256 bytes");
+  }
+  nodeward::v1::CommandResult r;
+  r.mutable_ping()->set_note(command.command.ping().note());
+  *r.mutable_ping()->mutable_agent_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+          absl::ToUnixNanos(clock_->Now()));
+  return r;
+}
+
+}  // namespace nodeward

@@ -1,0 +1,66 @@
+// nodeward-agent: thin main. Builds the Linux platform, runs AgentApp, and
+// turns signals into Reload/Stop on the main thread.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "agent/app/agent_app.h"
+#include "agent/common/logging.h"
+#include "agent/server/tls.h"
+#include "platform/linux/file_system_linux.h"
+#include "platform/linux/service_notifier_linux.h"
+
+ABSL_FLAG(std::string, config, "/etc/nodeward/agent.json", "agent config file (protobuf JSON)");
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+
+  // Key material must never reach a core file.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  // A full disk or a file-size limit must be an error we report, not death.
+  signal(SIGXFSZ, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Block the signals we handle before any thread starts, so only the
+  // sigtimedwait loop below sees them.
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
+
+  nodeward::PinTlsCipherSuites();
+
+  nodeward::AgentDeps deps;
+  deps.clock = std::make_unique<nodeward::platform::SystemClock>();
+  deps.fs = std::make_unique<nodeward::platform::LinuxFileSystem>();
+  deps.notifier = std::make_unique<nodeward::platform::SystemdNotifier>();
+  nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
+
+  absl::Status started = app.Start();
+  if (!started.ok()) {
+    NW_LOG_ERROR("nodeward-agent cannot start: ", started.message());
+    app.Stop();
+    return 1;
+  }
+  while (true) {
+    timespec tick{10, 0};
+    int sig = sigtimedwait(&handled, nullptr, &tick);
+    if (sig == SIGHUP) {
+      (void)app.Reload();
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      break;
+    } else {
+      app.Tick();
+    }
+  }
+  app.Stop();
+  return 0;
+}

@@ -1,0 +1,35 @@
+#ifndef NODEWARD_AGENT_SERVER_HEALTH_PUBLISHER_H_
+#define NODEWARD_AGENT_SERVER_HEALTH_PUBLISHER_H_
+
+#include <functional>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace nodeward {
+
+// Fan-out of "health changed" to WatchHealth streams. Thread-safe. A
+// subscriber's callback runs under the publisher's lock, so after
+// Unsubscribe returns it is never called again.
+class HealthPublisher {
+ public:
+  // closing=true: the agent is stopping; finish the stream.
+  using Callback = std::function<void(bool closing)>;
+
+  int Subscribe(Callback callback);
+  void Unsubscribe(int id);
+  void Publish();
+  // Tells every subscriber to finish; later subscribers are told at once.
+  void Close();
+
+ private:
+  absl::Mutex mu_;
+  int next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<int, Callback> subscribers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace nodeward
+
+#endif  // NODEWARD_AGENT_SERVER_HEALTH_PUBLISHER_H_

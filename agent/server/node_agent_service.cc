@@ -1,0 +1,163 @@
+#include "agent/server/node_agent_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/common/reason.h"
+#include "agent/server/grpc_status.h"
+
+namespace nodeward {
+namespace {
+
+using nodeward::v1::HealthReport;
+
+// One WatchHealth stream: writes a report now, then after every change,
+// never more than one write in flight. Deletes itself in OnDone.
+class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
+ public:
+  HealthWatcher(HealthPublisher* publisher, std::function<HealthReport()> build,
+                uint32_t max_reports)
+      : publisher_(publisher), build_(std::move(build)), max_reports_(max_reports) {
+    {
+      absl::MutexLock lock(&mu_);
+      WriteLocked();
+    }
+    id_ = publisher_->Subscribe([this](bool closing) { OnChange(closing); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) return FinishLocked(grpc::Status::OK);
+    if (max_reports_ != 0 && sent_ >= max_reports_) return FinishLocked(grpc::Status::OK);
+    if (closing_) return FinishLocked(grpc::Status::OK);
+    if (dirty_) WriteLocked();
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+    closing_ = true;
+  }
+  void OnDone() override {
+    publisher_->Unsubscribe(id_);
+    delete this;
+  }
+
+ private:
+  void OnChange(bool closing) {
+    absl::MutexLock lock(&mu_);
+    if (closing) {
+      closing_ = true;
+      if (!writing_) FinishLocked(grpc::Status::OK);
+      return;
+    }
+    dirty_ = true;
+    if (!writing_ && !finished_) WriteLocked();
+  }
+  void WriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    report_ = build_();
+    report_.set_report_number(++sent_);
+    dirty_ = false;
+    writing_ = true;
+    StartWrite(&report_);
+  }
+  void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(s);
+  }
+
+  HealthPublisher* const publisher_;
+  const std::function<HealthReport()> build_;
+  const uint32_t max_reports_;
+  int id_ = -1;
+  absl::Mutex mu_;
+  HealthReport report_ ABSL_GUARDED_BY(mu_);
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+std::string Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  out.reserve(buffer.Length());
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+}  // namespace
+
+NodeAgentService::NodeAgentService(CommandProcessor* processor, HealthPublisher* publisher,
+                                   std::function<HealthReport()> build_report,
+                                   std::vector<std::string> allowed_client_sans)
+    : processor_(processor),
+      publisher_(publisher),
+      build_report_(std::move(build_report)),
+      allowed_client_sans_(std::move(allowed_client_sans)) {}
+
+absl::StatusOr<std::string> NodeAgentService::CheckPeer(
+    grpc::CallbackServerContext* context) const {
+  auto auth = context->auth_context();
+  std::vector<std::string> sans;
+  if (auth) {
+    for (const auto& v : auth->FindPropertyValues("x509_subject_alternative_name")) {
+      sans.emplace_back(v.data(), v.size());
+    }
+  }
+  std::string name = absl::StrCat(context->peer(), sans.empty() ? "" : " ",
+                                  absl::StrJoin(sans, ","));
+  if (allowed_client_sans_.empty()) return name;
+  for (const auto& s : sans) {
+    if (std::find(allowed_client_sans_.begin(), allowed_client_sans_.end(), s) !=
+        allowed_client_sans_.end()) {
+      return name;
+    }
+  }
+  return Reject(absl::StatusCode::kPermissionDenied, reason::kPeerNotAllowed,
+                "client certificate names no allowed orchestrator identity");
+}
+
+grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::StatusOr<std::string> peer = CheckPeer(context);
+  if (!peer.ok()) {
+    reactor->Finish(ToGrpcStatus(peer.status(), context));
+    return reactor;
+  }
+  absl::StatusOr<nodeward::v1::CommandResult> result =
+      processor_->Execute(Flatten(*request), *peer);
+  if (!result.ok()) {
+    reactor->Finish(ToGrpcStatus(result.status(), context));
+    return reactor;
+  }
+  std::string bytes = result->SerializeAsString();
+  grpc::Slice slice(bytes);
+  *response = grpc::ByteBuffer(&slice, 1);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<HealthReport>* NodeAgentService::WatchHealth(
+    grpc::CallbackServerContext* context, const nodeward::v1::WatchHealthRequest* request) {
+  absl::StatusOr<std::string> peer = CheckPeer(context);
+  if (!peer.ok()) {
+    class Refuse final : public grpc::ServerWriteReactor<HealthReport> {
+     public:
+      explicit Refuse(grpc::Status s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Refuse(ToGrpcStatus(peer.status(), context));
+  }
+  return new HealthWatcher(publisher_, build_report_, request->max_reports());
+}
+
+}  // namespace nodeward

@@ -1,0 +1,45 @@
+#ifndef NODEWARD_AGENT_SERVER_NODE_AGENT_SERVICE_H_
+#define NODEWARD_AGENT_SERVER_NODE_AGENT_SERVICE_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "agent/command/command_processor.h"
+#include "agent/server/health_publisher.h"
+#include "nodeward/v1/agent.grpc.pb.h"
+
+namespace nodeward {
+
+using NodeAgentBase =
+    nodeward::v1::NodeAgent::WithRawCallbackMethod_Execute<nodeward::v1::NodeAgent::CallbackService>;
+
+// gRPC callback service. Execute takes the raw request bytes so the verifier
+// sees exactly what arrived (size cap first, then its own envelope parse).
+class NodeAgentService final : public NodeAgentBase {
+ public:
+  // `allowed_client_sans` empty: any certificate chaining to the client CA.
+  NodeAgentService(CommandProcessor* processor, HealthPublisher* publisher,
+                   std::function<nodeward::v1::HealthReport()> build_report,
+                   std::vector<std::string> allowed_client_sans);
+
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<nodeward::v1::HealthReport>* WatchHealth(
+      grpc::CallbackServerContext* context,
+      const nodeward::v1::WatchHealthRequest* request) override;
+
+ private:
+  // OK with a printable peer name, or PEER_NOT_ALLOWED.
+  absl::StatusOr<std::string> CheckPeer(grpc::CallbackServerContext* context) const;
+
+  CommandProcessor* const processor_;
+  HealthPublisher* const publisher_;
+  const std::function<nodeward::v1::HealthReport()> build_report_;
+  const std::vector<std::string> allowed_client_sans_;
+};
+
+}  // namespace nodeward
+
+#endif  // NODEWARD_AGENT_SERVER_NODE_AGENT_SERVICE_H_

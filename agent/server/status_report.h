@@ -1,0 +1,35 @@
+#ifndef NODEWARD_AGENT_SERVER_STATUS_REPORT_H_
+#define NODEWARD_AGENT_SERVER_STATUS_REPORT_H_
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "agent/command/command_processor.h"
+#include "nodeward/v1/agent.pb.h"
+#include "nodeward/v1/state.pb.h"
+
+namespace nodeward {
+
+// Facts about the running agent that are not command statistics.
+struct AgentInfo {
+  std::string version;
+  std::string node_id;
+  std::string boot_id;
+  absl::Time started_at;
+  std::string listen_address;
+  uint32_t trusted_keys = 0;
+  absl::Time trust_loaded_at;
+  std::string last_reload_error;
+  // Reasons known at startup (bad config pieces, broken audit chain, ...).
+  std::vector<std::string> startup_problems;
+};
+
+// Builders only read; neither changes anything.
+nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const ProcessorStats& stats,
+                                             absl::Time now);
+nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const ProcessorStats& stats,
+                                             absl::Time now);
+
+}  // namespace nodeward
+
+#endif  // NODEWARD_AGENT_SERVER_STATUS_REPORT_H_

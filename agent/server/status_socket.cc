@@ -1,0 +1,126 @@
+#include "agent/server/status_socket.h"
+
+#include <grp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "agent/common/logging.h"
+
+namespace nodeward {
+
+StatusSocketServer::StatusSocketServer(std::function<std::string()> render)
+    : render_(std::move(render)) {}
+
+StatusSocketServer::~StatusSocketServer() { Stop(); }
+
+absl::Status StatusSocketServer::Start(const StatusSocketOptions& options) {
+  options_ = options;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (options.path.empty() || options.path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("status socket path '", options.path, "' is empty or too long"));
+  }
+  std::memcpy(addr.sun_path, options.path.c_str(), options.path.size() + 1);
+  struct stat st;
+  if (lstat(options.path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("status socket path ", options.path, " exists and is not a socket"));
+    }
+    unlink(options.path.c_str());  // stale socket from an earlier run
+  }
+  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (listen_fd_ < 0) return absl::ErrnoToStatus(errno, "create status socket");
+  // Created 0600 through the umask, then opened up to 0660: never wider.
+  mode_t old = umask(0177);
+  int rc = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int err = errno;
+  umask(old);
+  if (rc != 0) return absl::ErrnoToStatus(err, absl::StrCat("bind status socket ", options.path));
+  if (options.socket_gid != 0 && chown(options.path.c_str(), static_cast<uid_t>(-1),
+                                       options.socket_gid) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("chown status socket ", options.path));
+  }
+  if (chmod(options.path.c_str(), 0660) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("chmod status socket ", options.path));
+  }
+  if (listen(listen_fd_, 16) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("listen on status socket ", options.path));
+  }
+  stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (stop_fd_ < 0) return absl::ErrnoToStatus(errno, "create status socket stop event");
+  thread_ = std::thread([this] { Serve(); });
+  return absl::OkStatus();
+}
+
+void StatusSocketServer::Stop() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    unlink(options_.path.c_str());
+    listen_fd_ = -1;
+  }
+  if (stop_fd_ >= 0) {
+    close(stop_fd_);
+    stop_fd_ = -1;
+  }
+}
+
+bool StatusSocketServer::PeerAllowed(int fd, std::string* who) const {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  *who = absl::StrCat("pid ", cred.pid, " uid ", cred.uid, " gid ", cred.gid);
+  if (cred.uid == 0 || options_.allowed_uids.count(cred.uid) != 0 ||
+      options_.allowed_gids.count(cred.gid) != 0) {
+    return true;
+  }
+  return false;
+}
+
+void StatusSocketServer::Serve() {
+  pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  while (true) {
+    int n = poll(fds, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || (fds[1].revents & POLLIN)) return;
+    if (!(fds[0].revents & POLLIN)) continue;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    std::string who;
+    std::string body;
+    if (PeerAllowed(fd, &who)) {
+      body = render_();
+    } else {
+      NW_LOG_WARNING("status socket: refused ", who);
+      body = "{\"error\":\"PERMISSION_DENIED: this uid/gid may not read agent status\"}";
+    }
+    body.push_back('\n');
+    absl::string_view rest = body;
+    while (!rest.empty()) {
+      ssize_t w = send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      rest.remove_prefix(static_cast<size_t>(w));
+    }
+    close(fd);
+  }
+}
+
+}  // namespace nodeward

@@ -1,0 +1,57 @@
+#ifndef NODEWARD_AGENT_STATE_AUDIT_LOG_H_
+#define NODEWARD_AGENT_STATE_AUDIT_LOG_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "nodeward/v1/state.pb.h"
+#include "platform/file_system.h"
+
+namespace nodeward {
+
+// hex SHA-256(prev_hash || "\n" || ToJsonLine(record with hash cleared)).
+std::string AuditRecordHash(const nodeward::v1::AuditRecord& record);
+
+// Append-only, hash-chained audit file: one AuditRecord as protobuf JSON per
+// line, each naming the hash of the one before. Lines are written with one
+// write(2) each and are not fsync'd one by one (the command ledger is the
+// durable truth; see docs/audit.md). Thread-safe: the chain order is the
+// order of Append calls.
+class AuditLog {
+ public:
+  // Opens `path`, verifies the existing chain and continues it. A broken
+  // chain is FAILED_PRECONDITION (the agent starts degraded and does not
+  // extend a chain it cannot vouch for).
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(platform::FileSystem* fs,
+                                                        const std::string& path);
+
+  // Fills index, prev_hash and hash, then appends.
+  absl::Status Append(nodeward::v1::AuditRecord record);
+  // fdatasync (shutdown).
+  absl::Status Sync();
+
+ private:
+  AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash);
+  absl::Mutex mu_;
+  platform::AppendableFilePtr file_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_index_ ABSL_GUARDED_BY(mu_);
+  std::string last_hash_ ABSL_GUARDED_BY(mu_);
+};
+
+struct AuditSummary {
+  uint64_t records = 0;
+  std::string last_hash;
+};
+
+// Checks a whole audit file: every line parses, indices run 0,1,2,... with no
+// gap, each prev_hash names the line before and each hash matches its line.
+// DATA_LOSS naming the first bad line for an edit, a deleted or reordered
+// record or a torn line in the middle. A missing final newline is a torn tail.
+absl::StatusOr<AuditSummary> VerifyAuditChain(absl::string_view content);
+
+}  // namespace nodeward
+
+#endif  // NODEWARD_AGENT_STATE_AUDIT_LOG_H_

@@ -1,0 +1,55 @@
+#ifndef NODEWARD_PLATFORM_FILE_SYSTEM_H_
+#define NODEWARD_PLATFORM_FILE_SYSTEM_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace nodeward::platform {
+
+// A file opened for appending. Not thread-safe: callers serialize.
+class AppendableFile {
+ public:
+  virtual ~AppendableFile() = default;
+  // Appends all of `data` (retrying short writes). On error some prefix may
+  // have been written. Errors: the errno of write(2) (ENOSPC ->
+  // RESOURCE_EXHAUSTED, EIO -> INTERNAL, ...).
+  virtual absl::Status Append(absl::string_view data) = 0;
+  // Makes everything appended so far durable (fdatasync).
+  virtual absl::Status Sync() = 0;
+  // Cuts the file back to `size` bytes and syncs.
+  virtual absl::Status Truncate(uint64_t size) = 0;
+  virtual uint64_t Size() const = 0;
+};
+
+using AppendableFilePtr = std::unique_ptr<AppendableFile>;
+
+// Every file operation the agent's state code makes. Thread-safe.
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+  // NOT_FOUND if absent.
+  virtual absl::StatusOr<std::string> ReadFile(const std::string& path) = 0;
+  // Replaces `path` atomically and durably: temp file in the same directory,
+  // fsync, rename, fsync of the directory. A crash leaves old or new content.
+  virtual absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
+                                           uint32_t mode) = 0;
+  // Opens (creating with `mode` if absent) for append; the directory entry of a
+  // new file is made durable.
+  virtual absl::StatusOr<AppendableFilePtr> OpenForAppend(const std::string& path,
+                                                          uint32_t mode) = 0;
+  // Creates the directory (and parents) if absent; mode applies to the last.
+  virtual absl::Status MakeDirectory(const std::string& path, uint32_t mode) = 0;
+  // Removes a file; OK if it did not exist.
+  virtual absl::Status RemoveFile(const std::string& path) = 0;
+};
+
+using FileSystemPtr = std::unique_ptr<FileSystem>;
+
+}  // namespace nodeward::platform
+
+#endif  // NODEWARD_PLATFORM_FILE_SYSTEM_H_

@@ -1,0 +1,157 @@
+#include "platform/linux/file_system_linux.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace nodeward::platform {
+namespace {
+
+absl::Status Errno(int err, absl::string_view action, absl::string_view path) {
+  return absl::ErrnoToStatus(err, absl::StrCat(action, " ", path));
+}
+
+std::string DirName(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+absl::Status SyncDirectory(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "open directory", dir);
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return Errno(err, "fsync directory", dir);
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno(errno, "write", path);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+class LinuxAppendableFile final : public AppendableFile {
+ public:
+  LinuxAppendableFile(int fd, std::string path, uint64_t size)
+      : fd_(fd), path_(std::move(path)), size_(size) {}
+  ~LinuxAppendableFile() override { close(fd_); }
+
+  absl::Status Append(absl::string_view data) override {
+    absl::Status s = WriteAll(fd_, data, path_);
+    struct stat st;
+    // On a short write the file may have grown by a prefix; learn the truth.
+    if (fstat(fd_, &st) == 0) size_ = static_cast<uint64_t>(st.st_size);
+    return s;
+  }
+  absl::Status Sync() override {
+    if (fdatasync(fd_) != 0) return Errno(errno, "fdatasync", path_);
+    return absl::OkStatus();
+  }
+  absl::Status Truncate(uint64_t size) override {
+    if (ftruncate(fd_, static_cast<off_t>(size)) != 0) return Errno(errno, "ftruncate", path_);
+    size_ = size;
+    return Sync();
+  }
+  uint64_t Size() const override { return size_; }
+
+ private:
+  int fd_;
+  std::string path_;
+  uint64_t size_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::string> LinuxFileSystem::ReadFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "open", path);
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(fd);
+      return Errno(err, "read", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+absl::Status LinuxFileSystem::WriteFileAtomically(const std::string& path, absl::string_view data,
+                                                  uint32_t mode) {
+  std::string tmp = absl::StrCat(path, ".tmp");
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return Errno(errno, "create", tmp);
+  absl::Status s = WriteAll(fd, data, tmp);
+  if (s.ok() && fsync(fd) != 0) s = Errno(errno, "fsync", tmp);
+  close(fd);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = Errno(errno, "rename to", path);
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  return SyncDirectory(DirName(path));
+}
+
+absl::StatusOr<AppendableFilePtr> LinuxFileSystem::OpenForAppend(const std::string& path,
+                                                                 uint32_t mode) {
+  struct stat st;
+  bool existed = stat(path.c_str(), &st) == 0;
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode);
+  if (fd < 0) return Errno(errno, "open for append", path);
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return Errno(err, "stat", path);
+  }
+  if (!existed) {
+    absl::Status s = SyncDirectory(DirName(path));
+    if (!s.ok()) {
+      close(fd);
+      return s;
+    }
+  }
+  return AppendableFilePtr(
+      new LinuxAppendableFile(fd, path, static_cast<uint64_t>(st.st_size)));
+}
+
+absl::Status LinuxFileSystem::MakeDirectory(const std::string& path, uint32_t mode) {
+  if (path.empty()) return absl::InvalidArgumentError("make directory: empty path");
+  std::string parent = DirName(path);
+  struct stat st;
+  if (parent != path && stat(parent.c_str(), &st) != 0) {
+    absl::Status s = MakeDirectory(parent, 0755);
+    if (!s.ok()) return s;
+  }
+  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Errno(errno, "mkdir", path);
+  if (stat(path.c_str(), &st) != 0) return Errno(errno, "stat", path);
+  if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(absl::StrCat(path, " is not a directory"));
+  return absl::OkStatus();
+}
+
+absl::Status LinuxFileSystem::RemoveFile(const std::string& path) {
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return Errno(errno, "unlink", path);
+  return absl::OkStatus();
+}
+
+}  // namespace nodeward::platform
