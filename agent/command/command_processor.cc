@@ -47,21 +47,23 @@ absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelo
     ++in_flight_;
   }
   VerifiedCommand verified;
+  RejectionFacts facts;
   bool replayed = false;
-  absl::StatusOr<CommandResult> result = Run(envelope_bytes, &verified, &replayed);
-  Finish(verified.command_type.empty() ? nullptr : &verified, peer, result, replayed);
+  absl::StatusOr<CommandResult> result = Run(envelope_bytes, &verified, &facts, &replayed);
+  Finish(verified.command_type.empty() ? nullptr : &verified, facts, peer, result, replayed);
   return result;
 }
 
 absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_bytes,
-                                                    VerifiedCommand* verified, bool* replayed) {
+                                                    VerifiedCommand* verified,
+                                                    RejectionFacts* facts, bool* replayed) {
   const absl::Time now = clock_->Now();  // one fixed "now" for the whole check
   TrustStorePtr trust;
   {
     absl::MutexLock lock(&mu_);
     trust = trust_;
   }
-  absl::StatusOr<VerifiedCommand> v = VerifyCommand(envelope_bytes, *trust, identity_, limits_, now);
+  absl::StatusOr<VerifiedCommand> v = VerifyCommand(envelope_bytes, *trust, identity_, limits_, now, facts);
   if (!v.ok()) return v.status();
   *verified = std::move(v).value();
 
@@ -112,7 +114,8 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   return applied;
 }
 
-void CommandProcessor::Finish(const VerifiedCommand* verified, const std::string& peer,
+void CommandProcessor::Finish(const VerifiedCommand* verified, const RejectionFacts& facts,
+                              const std::string& peer,
                               const absl::StatusOr<CommandResult>& result, bool replayed) {
   nodeward::v1::AuditRecord a;
   *a.mutable_time() = ToProto(clock_->Now());
@@ -122,6 +125,12 @@ void CommandProcessor::Finish(const VerifiedCommand* verified, const std::string
     a.set_sequence(verified->command.sequence());
     a.set_command_type(verified->command_type);
     for (const auto& k : verified->signer_key_ids) a.add_signer_key_ids(k);
+  } else {
+    // Unverified claims: recorded as claimed, for forensics only.
+    a.set_command_id(facts.command_id);
+    a.set_sequence(facts.sequence);
+    a.set_command_type(facts.command_type);
+    for (const auto& k : facts.claimed_key_ids) a.add_signer_key_ids(k);
   }
   // A rejection before the ledger says nothing was applied; a failure after
   // admission is an applied-and-failed outcome.

@@ -58,8 +58,10 @@ class CommandProcessor {
 
  private:
   absl::StatusOr<nodeward::v1::CommandResult> Run(absl::string_view envelope_bytes,
-                                                  VerifiedCommand* verified, bool* replayed);
-  void Finish(const VerifiedCommand* verified, const std::string& peer,
+                                                  VerifiedCommand* verified, RejectionFacts* facts,
+                                                  bool* replayed);
+  void Finish(const VerifiedCommand* verified, const RejectionFacts& facts,
+              const std::string& peer,
               const absl::StatusOr<nodeward::v1::CommandResult>& result, bool replayed);
 
   platform::Clock* const clock_;

@@ -213,14 +213,23 @@ absl::Status CheckTimeWindow(const Command& command, absl::Time now, const Verif
 absl::StatusOr<VerifiedCommand> VerifyCommand(absl::string_view envelope_bytes,
                                               const TrustStore& trust,
                                               const NodeIdentity& identity,
-                                              const VerifierLimits& limits, absl::Time now) {
+                                              const VerifierLimits& limits, absl::Time now,
+                                              RejectionFacts* facts) {
+  RejectionFacts ignored;
+  if (facts == nullptr) facts = &ignored;
   RETURN_IF_ERROR(verify::CheckSize(envelope_bytes.size(), limits));
   ASSIGN_OR_RETURN(nodeward::v1::SignedCommand env, verify::ParseEnvelope(envelope_bytes, limits));
+  for (const auto& sig : env.signatures()) {
+    facts->claimed_key_ids.push_back(sig.key_id().substr(0, 64));
+  }
   ASSIGN_OR_RETURN(std::string type, CommandTypeFromPayloadType(env.payload_type()));
+  facts->command_type = type;
   RETURN_IF_ERROR(verify::CheckSignersAllowed(env, type, trust));
   RETURN_IF_ERROR(verify::CheckThreshold(env, type, trust));
   RETURN_IF_ERROR(verify::CheckSignatures(env, trust));
   ASSIGN_OR_RETURN(nodeward::v1::Command command, verify::ParsePayload(env.payload(), type));
+  facts->command_id = command.command_id();
+  facts->sequence = command.sequence();
   RETURN_IF_ERROR(verify::CheckTarget(command, identity));
   RETURN_IF_ERROR(verify::CheckTimeWindow(command, now, limits));
 

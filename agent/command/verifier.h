@@ -73,12 +73,22 @@ absl::Status CheckTimeWindow(const nodeward::v1::Command& command, absl::Time no
 
 }  // namespace verify
 
+// What a rejected command revealed before it was rejected, for the audit
+// record: claimed signer key ids, and the header once the signatures verified.
+struct RejectionFacts {
+  std::string command_type;
+  std::vector<std::string> claimed_key_ids;
+  std::string command_id;
+  uint64_t sequence = 0;
+};
+
 // Runs the stateless steps, size cap to time window. Sequence, dedupe and
 // journaling follow in CommandLedger. Thread-safe (holds no mutable state).
 absl::StatusOr<VerifiedCommand> VerifyCommand(absl::string_view envelope_bytes,
                                               const TrustStore& trust,
                                               const NodeIdentity& identity,
-                                              const VerifierLimits& limits, absl::Time now);
+                                              const VerifierLimits& limits, absl::Time now,
+                                              RejectionFacts* facts = nullptr);
 
 }  // namespace nodeward
 

@@ -1,0 +1,104 @@
+#include "tools/nodewardctl/client.h"
+
+#include <openssl/rand.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "agent/command/command_types.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "nodeward/v1/agent.grpc.pb.h"
+
+namespace nodeward {
+namespace {
+
+absl::StatusOr<std::string> Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("read ", path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string NewCommandId() {
+  unsigned char b[16];
+  RAND_bytes(b, sizeof(b));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  std::string hex = HexEncode(absl::string_view(reinterpret_cast<char*>(b), sizeof(b)));
+  return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4), "-",
+                      hex.substr(16, 4), "-", hex.substr(20));
+}
+
+void FillCommandDefaults(nodeward::v1::Command* c, absl::Time now, absl::Duration lifetime) {
+  if (c->command_id().empty()) c->set_command_id(NewCommandId());
+  if (!c->has_issued_at()) c->mutable_issued_at()->set_seconds(absl::ToUnixSeconds(now));
+  if (!c->has_expires_at()) {
+    c->mutable_expires_at()->set_seconds(absl::ToUnixSeconds(now + lifetime));
+  }
+}
+
+absl::StatusOr<nodeward::v1::SignedCommand> SignCommand(
+    const nodeward::v1::Command& command, const std::vector<const Ed25519PrivateKey*>& keys,
+    std::string payload_type) {
+  if (payload_type.empty()) {
+    std::string type = CommandTypeOf(command);
+    if (type.empty()) return absl::InvalidArgumentError("sign command: no body is set");
+    payload_type = PayloadTypeFor(type);
+  }
+  nodeward::v1::SignedCommand env;
+  env.set_payload(command.SerializeAsString());
+  env.set_payload_type(payload_type);
+  const std::string pae = Pae(env.payload_type(), env.payload());
+  for (const Ed25519PrivateKey* k : keys) {
+    absl::StatusOr<std::string> sig = k->Sign(pae);
+    if (!sig.ok()) return sig.status();
+    auto* s = env.add_signatures();
+    s->set_key_id(k->KeyId());
+    s->set_sig(*sig);
+  }
+  return env;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::string& target,
+                                                                const ClientTls& tls) {
+  grpc::SslCredentialsOptions o;
+  absl::StatusOr<std::string> ca = Slurp(tls.ca_file);
+  if (!ca.ok()) return ca.status();
+  o.pem_root_certs = *ca;
+  if (!tls.cert_file.empty()) {
+    absl::StatusOr<std::string> cert = Slurp(tls.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = Slurp(tls.key_file);
+    if (!key.ok()) return key.status();
+    o.pem_cert_chain = *cert;
+    o.pem_private_key = *key;
+  }
+  grpc::ChannelArguments args;
+  if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 4 << 20);
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(o), args);
+}
+
+ExecuteOutcome ExecuteCommand(grpc::Channel* channel, const nodeward::v1::SignedCommand& envelope,
+                              absl::Duration timeout) {
+  auto stub = nodeward::v1::NodeAgent::NewStub(
+      std::shared_ptr<grpc::Channel>(channel, [](grpc::Channel*) {}));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  ExecuteOutcome out;
+  grpc::Status s = stub->Execute(&ctx, envelope, &out.result);
+  out.status = absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  auto md = ctx.GetServerTrailingMetadata();
+  auto it = md.find("nodeward-reason");
+  if (it != md.end()) out.reason = std::string(it->second.data(), it->second.size());
+  return out;
+}
+
+}  // namespace nodeward

@@ -1,0 +1,164 @@
+#include "tools/nodewardctl/dev_pki.h"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace nodeward {
+namespace {
+
+using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using CertPtr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+KeyPtr NewKey() { return KeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"), EVP_PKEY_free); }
+
+void AddExt(X509* cert, X509* issuer, int nid, const std::string& value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+  if (ext != nullptr) {
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+}
+
+struct CertSpec {
+  std::string cn;
+  bool is_ca = false;
+  std::string san;          // "DNS:x,IP:y" or "URI:z"
+  std::string eku;          // serverAuth / clientAuth
+  long not_before_offset = -3600;
+  long not_after_offset = 86400L * 365;
+};
+
+CertPtr MakeCert(const CertSpec& spec, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key) {
+  CertPtr cert(X509_new(), X509_free);
+  X509_set_version(cert.get(), 2);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof(serial));
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof(serial), nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), spec.not_before_offset);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), spec.not_after_offset);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("nodeward dev"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(spec.cn.c_str()), -1, -1, 0);
+  X509* iss = issuer == nullptr ? cert.get() : issuer;
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(iss));
+  X509_set_pubkey(cert.get(), key);
+  if (spec.is_ca) {
+    AddExt(cert.get(), iss, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+    AddExt(cert.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    AddExt(cert.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
+    AddExt(cert.get(), iss, NID_key_usage, "critical,digitalSignature");
+    AddExt(cert.get(), iss, NID_ext_key_usage, spec.eku);
+    AddExt(cert.get(), iss, NID_subject_alt_name, spec.san);
+  }
+  AddExt(cert.get(), iss, NID_subject_key_identifier, "hash");
+  X509_sign(cert.get(), issuer_key == nullptr ? key : issuer_key, EVP_sha256());
+  return cert;
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& data, mode_t mode) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("create ", path));
+  fchmod(fd, mode);
+  ssize_t n = write(fd, data.data(), data.size());
+  close(fd);
+  if (n != static_cast<ssize_t>(data.size())) return absl::ErrnoToStatus(errno, absl::StrCat("write ", path));
+  return absl::OkStatus();
+}
+
+std::string CertPem(X509* cert) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, cert);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  return out;
+}
+
+std::string KeyPem(EVP_PKEY* key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  return out;
+}
+
+absl::Status WritePair(const std::string& dir, const std::string& name, X509* cert, EVP_PKEY* key) {
+  absl::Status s = WriteFile(absl::StrCat(dir, "/", name, ".pem"), CertPem(cert), 0644);
+  if (!s.ok()) return s;
+  return WriteFile(absl::StrCat(dir, "/", name, ".key"), KeyPem(key), 0600);
+}
+
+}  // namespace
+
+absl::Status GenerateDevPki(const DevPkiOptions& o) {
+  if (mkdir(o.out_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("create PKI directory ", o.out_dir));
+  }
+  KeyPtr ca_key = NewKey();
+  if (!ca_key) return absl::InternalError("generate CA key: OpenSSL failed");
+  CertPtr ca = MakeCert({"nodeward dev CA", true, "", "", -3600, 86400L * 3650}, ca_key.get(),
+                        nullptr, nullptr);
+  absl::Status s = WritePair(o.out_dir, "ca", ca.get(), ca_key.get());
+  if (!s.ok()) return s;
+
+  KeyPtr server_key = NewKey();
+  CertSpec server{"nodeward-agent", false,
+                  absl::StrCat("DNS:", o.server_dns, ",IP:", o.server_ip, ",IP:::1"), "serverAuth"};
+  CertPtr server_cert = MakeCert(server, server_key.get(), ca.get(), ca_key.get());
+  if (s = WritePair(o.out_dir, "server", server_cert.get(), server_key.get()); !s.ok()) return s;
+
+  KeyPtr client_key = NewKey();
+  CertSpec client{"orchestrator", false, absl::StrCat("URI:", o.client_uri), "clientAuth"};
+  CertPtr client_cert = MakeCert(client, client_key.get(), ca.get(), ca_key.get());
+  if (s = WritePair(o.out_dir, "client", client_cert.get(), client_key.get()); !s.ok()) return s;
+
+  if (!o.with_test_certs) return absl::OkStatus();
+  KeyPtr other_ca_key = NewKey();
+  CertPtr other_ca = MakeCert({"unrelated CA", true, "", "", -3600, 86400L * 3650},
+                              other_ca_key.get(), nullptr, nullptr);
+  KeyPtr k1 = NewKey();
+  CertPtr other = MakeCert(client, k1.get(), other_ca.get(), other_ca_key.get());
+  if (s = WritePair(o.out_dir, "other-ca-client", other.get(), k1.get()); !s.ok()) return s;
+  KeyPtr k2 = NewKey();
+  CertSpec expired = client;
+  expired.not_before_offset = -86400L * 10;
+  expired.not_after_offset = -86400L;
+  CertPtr exp = MakeCert(expired, k2.get(), ca.get(), ca_key.get());
+  if (s = WritePair(o.out_dir, "expired-client", exp.get(), k2.get()); !s.ok()) return s;
+  KeyPtr k3 = NewKey();
+  CertSpec future = client;
+  future.not_before_offset = 86400L;
+  future.not_after_offset = 86400L * 10;
+  CertPtr fut = MakeCert(future, k3.get(), ca.get(), ca_key.get());
+  if (s = WritePair(o.out_dir, "not-yet-valid-client", fut.get(), k3.get()); !s.ok()) return s;
+  KeyPtr k4 = NewKey();
+  CertSpec wrong_san = client;
+  wrong_san.san = "URI:spiffe://nodeward.dev/somebody-else";
+  CertPtr ws = MakeCert(wrong_san, k4.get(), ca.get(), ca_key.get());
+  return WritePair(o.out_dir, "wrong-san-client", ws.get(), k4.get());
+}
+
+}  // namespace nodeward

@@ -1,0 +1,343 @@
+// nodewardctl: local status, audit verification, and the reference
+// orchestrator client (keygen, dev-pki, send, watch). Run without arguments
+// for usage.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "agent/common/crypto.h"
+#include "agent/common/proto_util.h"
+#include "agent/state/audit_log.h"
+#include "grpcpp/client_context.h"
+#include "nodeward/v1/agent.grpc.pb.h"
+#include "nodeward/v1/state.pb.h"
+#include "tools/nodewardctl/client.h"
+#include "tools/nodewardctl/dev_pki.h"
+
+namespace nodeward {
+namespace {
+
+constexpr char kUsage[] = R"(usage: nodewardctl COMMAND [options]
+
+Local (on the VM):
+  status [--socket PATH] [--json]          agent status from the local socket
+  audit verify FILE                        check the audit hash chain
+
+Reference orchestrator client:
+  keygen --out PREFIX                      Ed25519 signing key: PREFIX.key (0600),
+                                           PREFIX.pub.json (trust.keys entry)
+  dev-pki --out DIR [--with-test-certs]    throwaway CA, agent and client certs
+  send TARGET_OPTS SIGN_OPTS (--command JSON | --command-file F | --envelope F)
+       [--payload-type T] [--boot-id-file F] [--lifetime-seconds N] [--dry-run]
+  watch TARGET_OPTS [--count N]            stream health reports
+
+TARGET_OPTS: --target HOST:PORT --ca FILE --cert FILE --key FILE [--server-name N]
+SIGN_OPTS:   --signing-key FILE (repeat for several signers)
+)";
+
+// --name value pairs, a few boolean flags, and positional words.
+struct Args {
+  std::vector<std::string> positional;
+  std::multimap<std::string, std::string> values;
+  std::string Get(const std::string& k, const std::string& def = "") const {
+    auto it = values.find(k);
+    return it == values.end() ? def : it->second;
+  }
+  std::vector<std::string> All(const std::string& k) const {
+    std::vector<std::string> out;
+    for (auto [b, e] = values.equal_range(k); b != e; ++b) out.push_back(b->second);
+    return out;
+  }
+  bool Has(const std::string& k) const { return values.count(k) != 0; }
+};
+
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  static const std::set<std::string> kBool = {"json", "dry-run", "with-test-certs"};
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0) {
+      std::string k = s.substr(2);
+      if (kBool.count(k) != 0) {
+        a.values.emplace(k, "1");
+      } else if (i + 1 < argc) {
+        a.values.emplace(k, argv[++i]);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("option --", k, " needs a value"));
+      }
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+absl::StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("read ", path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int Fail(const absl::Status& s) {
+  std::cerr << "nodewardctl: " << s.message() << "\n";
+  return 1;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(const Args& a) {
+  if (a.Get("target").empty() || a.Get("ca").empty() || a.Get("cert").empty() ||
+      a.Get("key").empty()) {
+    return absl::InvalidArgumentError("--target, --ca, --cert and --key are required");
+  }
+  return MakeAgentChannel(a.Get("target"),
+                          {a.Get("ca"), a.Get("cert"), a.Get("key"), a.Get("server-name")});
+}
+
+int Keygen(const Args& a) {
+  std::string prefix = a.Get("out");
+  if (prefix.empty()) return Fail(absl::InvalidArgumentError("keygen: --out PREFIX is required"));
+  auto key = Ed25519PrivateKey::Generate();
+  if (!key.ok()) return Fail(key.status());
+  auto pem = key->ToPem();
+  if (!pem.ok()) return Fail(pem.status());
+  std::string key_path = prefix + ".key";
+  int fd = open(key_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Fail(absl::ErrnoToStatus(errno, "create " + key_path));
+  bool ok = write(fd, pem->data(), pem->size()) == static_cast<ssize_t>(pem->size());
+  close(fd);
+  if (!ok) return Fail(absl::InternalError("write " + key_path));
+  std::string entry = absl::StrCat("{\"public_key\": \"", absl::Base64Escape(key->PublicRaw()),
+                                   "\", \"key_id\": \"", key->KeyId(),
+                                   "\", \"roles\": [\"orchestrator\"]}\n");
+  std::ofstream(prefix + ".pub.json") << entry;
+  std::cout << "key_id " << key->KeyId() << "\n"
+            << "wrote " << key_path << " (keep it secret) and " << prefix
+            << ".pub.json (add it to trust.keys)\n";
+  return 0;
+}
+
+int DevPki(const Args& a) {
+  DevPkiOptions o;
+  o.out_dir = a.Get("out");
+  if (o.out_dir.empty()) return Fail(absl::InvalidArgumentError("dev-pki: --out DIR is required"));
+  o.with_test_certs = a.Has("with-test-certs");
+  absl::Status s = GenerateDevPki(o);
+  if (!s.ok()) return Fail(s);
+  std::cout << "wrote dev PKI to " << o.out_dir << " (ca, server, client; for development only)\n";
+  return 0;
+}
+
+absl::StatusOr<nodeward::v1::SignedCommand> BuildEnvelope(const Args& a) {
+  nodeward::v1::SignedCommand env;
+  if (a.Has("envelope")) {
+    absl::StatusOr<std::string> text = ReadText(a.Get("envelope"));
+    if (!text.ok()) return text.status();
+    absl::Status s = ParseJson(*text, &env, "envelope " + a.Get("envelope"));
+    if (!s.ok()) return s;
+    return env;
+  }
+  std::string json = a.Get("command");
+  if (a.Has("command-file")) {
+    absl::StatusOr<std::string> text = ReadText(a.Get("command-file"));
+    if (!text.ok()) return text.status();
+    json = *text;
+  }
+  if (json.empty()) {
+    return absl::InvalidArgumentError("send: one of --command, --command-file, --envelope");
+  }
+  nodeward::v1::Command cmd;
+  absl::Status s = ParseJson(json, &cmd, "command");
+  if (!s.ok()) return s;
+  if (cmd.boot_id().empty() && a.Has("boot-id-file")) {
+    absl::StatusOr<std::string> boot = ReadText(a.Get("boot-id-file"));
+    if (!boot.ok()) return boot.status();
+    cmd.set_boot_id(std::string(absl::StripAsciiWhitespace(*boot)));
+  }
+  int lifetime = 300;
+  if (a.Has("lifetime-seconds") && !absl::SimpleAtoi(a.Get("lifetime-seconds"), &lifetime)) {
+    return absl::InvalidArgumentError("send: --lifetime-seconds is not a number");
+  }
+  FillCommandDefaults(&cmd, absl::Now(), absl::Seconds(lifetime));
+  std::vector<Ed25519PrivateKey> keys;
+  for (const auto& path : a.All("signing-key")) {
+    absl::StatusOr<Ed25519PrivateKey> k = Ed25519PrivateKey::FromPemFile(path);
+    if (!k.ok()) return k.status();
+    keys.push_back(std::move(k).value());
+  }
+  if (keys.empty()) return absl::InvalidArgumentError("send: at least one --signing-key");
+  std::vector<const Ed25519PrivateKey*> ptrs;
+  for (const auto& k : keys) ptrs.push_back(&k);
+  return SignCommand(cmd, ptrs, a.Get("payload-type"));
+}
+
+int Send(const Args& a) {
+  absl::StatusOr<nodeward::v1::SignedCommand> env = BuildEnvelope(a);
+  if (!env.ok()) return Fail(env.status());
+  if (a.Has("dry-run")) {
+    std::cout << ToJsonPretty(*env) << "\n";
+    return 0;
+  }
+  auto channel = Channel(a);
+  if (!channel.ok()) return Fail(channel.status());
+  ExecuteOutcome out = ExecuteCommand(channel->get(), *env);
+  if (!out.status.ok()) {
+    absl::string_view msg = out.status.message();
+    absl::ConsumePrefix(&msg, out.reason + ": ");
+    std::cout << "REJECTED code=" << absl::StatusCodeToString(out.status.code())
+              << " reason=" << (out.reason.empty() ? "-" : out.reason) << ": " << msg << "\n";
+    return 2;
+  }
+  std::cout << (out.result.replayed() ? "REPLAYED (recorded outcome, nothing applied) "
+                                      : "APPLIED ")
+            << ToJsonLine(out.result) << "\n";
+  return 0;
+}
+
+int Watch(const Args& a) {
+  auto channel = Channel(a);
+  if (!channel.ok()) return Fail(channel.status());
+  uint32_t count = 0;
+  if (a.Has("count") && !absl::SimpleAtoi(a.Get("count"), &count)) {
+    return Fail(absl::InvalidArgumentError("watch: --count is not a number"));
+  }
+  auto stub = nodeward::v1::NodeAgent::NewStub(*channel);
+  grpc::ClientContext ctx;
+  nodeward::v1::WatchHealthRequest req;
+  req.set_max_reports(count);
+  auto reader = stub->WatchHealth(&ctx, req);
+  nodeward::v1::HealthReport r;
+  while (reader->Read(&r)) std::cout << ToJsonLine(r) << std::endl;
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) {
+    std::cout << "watch ended: " << s.error_message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+absl::StatusOr<std::string> ReadStatusSocket(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "create socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    close(fd);
+    return absl::InvalidArgumentError("status socket path too long");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::ErrnoToStatus(err, "connect to status socket " + path);
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (1 << 20)) break;
+  }
+  close(fd);
+  return out;
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(t.seconds()),
+                          absl::UTCTimeZone());
+}
+
+int Status(const Args& a) {
+  std::string path = a.Get("socket", "/run/nodeward/status.sock");
+  absl::StatusOr<std::string> raw = ReadStatusSocket(path);
+  if (!raw.ok()) return Fail(raw.status());
+  nodeward::v1::StatusReport r;
+  absl::Status s = ParseJson(*raw, &r, "status");
+  if (!s.ok()) {
+    std::cerr << "nodewardctl: agent said: " << absl::StripAsciiWhitespace(*raw) << "\n";
+    return 1;
+  }
+  if (a.Has("json")) {
+    std::cout << ToJsonPretty(r) << "\n";
+    return 0;
+  }
+  std::cout << "nodeward-agent " << r.version() << "  node " << r.node_id() << "  boot "
+            << r.boot_id() << "\n"
+            << "state:          " << r.state() << "\n";
+  for (const auto& d : r.degraded_reasons()) std::cout << "  degraded:     " << d << "\n";
+  std::cout << "uptime:         " << r.uptime_seconds() << " s (since "
+            << FormatTime(r.started_at()) << ")\n"
+            << "listening on:   " << r.listen_address() << " (mTLS)\n"
+            << "last sequence:  " << r.high_water_mark() << "\n"
+            << "commands:       " << r.commands_applied() << " applied, " << r.commands_rejected()
+            << " rejected, " << r.commands_replayed() << " replayed\n"
+            << "trusted keys:   " << r.trusted_keys() << " (loaded "
+            << FormatTime(r.trust_loaded_at()) << ")\n";
+  if (!r.last_reload_error().empty()) {
+    std::cout << "last reload:    FAILED: " << r.last_reload_error() << "\n";
+  }
+  std::cout << "recent commands (newest first):\n";
+  for (const auto& c : r.recent_commands()) {
+    std::cout << "  " << FormatTime(c.time()) << "  seq " << c.sequence() << "  "
+              << (c.command_type().empty() ? "?" : c.command_type()) << "  " << c.decision()
+              << (c.reason().empty() ? "" : " " + c.reason()) << "  "
+              << (c.command_id().empty() ? "-" : c.command_id()) << "\n";
+  }
+  return 0;
+}
+
+int AuditVerify(const Args& a) {
+  if (a.positional.size() < 3) return Fail(absl::InvalidArgumentError("audit verify FILE"));
+  absl::StatusOr<std::string> text = ReadText(a.positional[2]);
+  if (!text.ok()) return Fail(text.status());
+  absl::StatusOr<AuditSummary> v = VerifyAuditChain(*text);
+  if (!v.ok()) {
+    std::cout << "audit chain BROKEN: " << v.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "audit chain OK: " << v->records << " records, head " << v->last_hash << "\n";
+  return 0;
+}
+
+int Run(int argc, char** argv) {
+  absl::StatusOr<Args> a = ParseArgs(argc, argv);
+  if (!a.ok()) return Fail(a.status());
+  if (a->positional.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string& cmd = a->positional[0];
+  if (cmd == "keygen") return Keygen(*a);
+  if (cmd == "dev-pki") return DevPki(*a);
+  if (cmd == "send") return Send(*a);
+  if (cmd == "watch") return Watch(*a);
+  if (cmd == "status") return Status(*a);
+  if (cmd == "audit" && a->positional.size() > 1 && a->positional[1] == "verify") {
+    return AuditVerify(*a);
+  }
+  std::cerr << kUsage;
+  return 2;
+}
+
+}  // namespace
+}  // namespace nodeward
+
+int main(int argc, char** argv) { return nodeward::Run(argc, argv); }
