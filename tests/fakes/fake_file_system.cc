@@ -1,0 +1,139 @@
+#include "tests/fakes/fake_file_system.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace nodeward::platform {
+
+class FakeAppendableFile final : public AppendableFile {
+ public:
+  FakeAppendableFile(FakeFileSystem* fs, std::string path) : fs_(fs), path_(std::move(path)) {}
+  absl::Status Append(absl::string_view data) override {
+    absl::MutexLock lock(&fs_->mu_);
+    if (absl::Status s = fs_->MaybeFail(); !s.ok()) return s;
+    fs_->files_[path_].data.append(data.data(), data.size());
+    return absl::OkStatus();
+  }
+  absl::Status Sync() override {
+    absl::MutexLock lock(&fs_->mu_);
+    if (absl::Status s = fs_->MaybeFail(); !s.ok()) return s;
+    if (fs_->fail_sync_ != absl::StatusCode::kOk) {
+      absl::Status s(fs_->fail_sync_, "injected sync failure");
+      fs_->fail_sync_ = absl::StatusCode::kOk;
+      return s;
+    }
+    auto& f = fs_->files_[path_];
+    f.durable = f.data.size();
+    ++fs_->syncs_;
+    return absl::OkStatus();
+  }
+  absl::Status Truncate(uint64_t size) override {
+    absl::MutexLock lock(&fs_->mu_);
+    if (absl::Status s = fs_->MaybeFail(); !s.ok()) return s;
+    auto& f = fs_->files_[path_];
+    f.data.resize(size);
+    f.durable = std::min<size_t>(f.durable, size);
+    return absl::OkStatus();
+  }
+  uint64_t Size() const override {
+    absl::MutexLock lock(&fs_->mu_);
+    auto it = fs_->files_.find(path_);
+    return it == fs_->files_.end() ? 0 : it->second.data.size();
+  }
+
+ private:
+  FakeFileSystem* fs_;
+  std::string path_;
+};
+
+absl::Status FakeFileSystem::MaybeFail() {
+  if (fail_code_ == absl::StatusCode::kOk || fail_count_ == 0) return absl::OkStatus();
+  if (fail_count_ > 0) --fail_count_;
+  return absl::Status(fail_code_, "injected failure");
+}
+
+absl::StatusOr<std::string> FakeFileSystem::ReadFile(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  auto it = files_.find(path);
+  if (it == files_.end()) return absl::NotFoundError(absl::StrCat("open ", path));
+  return it->second.data;
+}
+
+absl::Status FakeFileSystem::WriteFileAtomically(const std::string& path, absl::string_view data,
+                                                 uint32_t) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = MaybeFail(); !s.ok()) return s;
+  files_[path] = File{std::string(data), data.size()};
+  ++syncs_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppendableFilePtr> FakeFileSystem::OpenForAppend(const std::string& path,
+                                                                uint32_t) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = MaybeFail(); !s.ok()) return s;
+  files_.emplace(path, File{});
+  return AppendableFilePtr(new FakeAppendableFile(this, path));
+}
+
+absl::Status FakeFileSystem::MakeDirectory(const std::string&, uint32_t) {
+  absl::MutexLock lock(&mu_);
+  return MaybeFail();
+}
+
+absl::Status FakeFileSystem::RemoveFile(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = MaybeFail(); !s.ok()) return s;
+  files_.erase(path);
+  return absl::OkStatus();
+}
+
+void FakeFileSystem::FailNext(absl::StatusCode code, int count) {
+  absl::MutexLock lock(&mu_);
+  fail_code_ = code;
+  fail_count_ = count;
+}
+
+void FakeFileSystem::FailAll(absl::StatusCode code) {
+  absl::MutexLock lock(&mu_);
+  fail_code_ = code;
+  fail_count_ = -1;
+}
+
+void FakeFileSystem::ClearFailures() {
+  absl::MutexLock lock(&mu_);
+  fail_code_ = absl::StatusCode::kOk;
+  fail_count_ = 0;
+}
+
+void FakeFileSystem::FailNextSync(absl::StatusCode code) {
+  absl::MutexLock lock(&mu_);
+  fail_sync_ = code;
+}
+
+void FakeFileSystem::Crash() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [p, f] : files_) f.data.resize(f.durable);
+}
+
+std::string FakeFileSystem::Content(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  auto it = files_.find(path);
+  return it == files_.end() ? std::string() : it->second.data;
+}
+
+void FakeFileSystem::SetContent(const std::string& path, const std::string& data) {
+  absl::MutexLock lock(&mu_);
+  files_[path] = File{data, data.size()};
+}
+
+bool FakeFileSystem::Exists(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  return files_.count(path) != 0;
+}
+
+int FakeFileSystem::sync_count() {
+  absl::MutexLock lock(&mu_);
+  return syncs_;
+}
+
+}  // namespace nodeward::platform

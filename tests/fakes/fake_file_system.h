@@ -1,0 +1,61 @@
+#ifndef NODEWARD_TESTS_FAKES_FAKE_FILE_SYSTEM_H_
+#define NODEWARD_TESTS_FAKES_FAKE_FILE_SYSTEM_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "platform/file_system.h"
+
+namespace nodeward::platform {
+
+// In-memory files with a model of durability: each file has its written
+// content and the prefix that a sync made durable. Crash() throws away what
+// was never synced, as a power cut would. FailNext(code) makes the next
+// mutating operation (append, sync, atomic write, open, mkdir) fail.
+class FakeFileSystem final : public FileSystem {
+ public:
+  // platform::FileSystem
+  absl::StatusOr<std::string> ReadFile(const std::string& path) override;
+  absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
+                                   uint32_t mode) override;
+  absl::StatusOr<AppendableFilePtr> OpenForAppend(const std::string& path, uint32_t mode) override;
+  absl::Status MakeDirectory(const std::string& path, uint32_t mode) override;
+  absl::Status RemoveFile(const std::string& path) override;
+
+  // Fails the next `count` mutating operations with `code`.
+  void FailNext(absl::StatusCode code, int count = 1);
+  // Fails every mutating operation from now on (a full or read-only disk).
+  void FailAll(absl::StatusCode code);
+  void ClearFailures();
+  // Fails only the next Sync of an appendable file (writes still succeed).
+  void FailNextSync(absl::StatusCode code);
+  // Drops every unsynced byte.
+  void Crash();
+  // Test access to raw content (written, not only durable).
+  std::string Content(const std::string& path);
+  void SetContent(const std::string& path, const std::string& data);
+  bool Exists(const std::string& path);
+  int sync_count();
+
+ private:
+  friend class FakeAppendableFile;
+  struct File {
+    std::string data;
+    size_t durable = 0;
+  };
+  absl::Status MaybeFail() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::map<std::string, File> files_ ABSL_GUARDED_BY(mu_);
+  absl::StatusCode fail_code_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
+  int fail_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::StatusCode fail_sync_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
+};
+
+}  // namespace nodeward::platform
+
+#endif  // NODEWARD_TESTS_FAKES_FAKE_FILE_SYSTEM_H_

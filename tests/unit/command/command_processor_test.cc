@@ -1,0 +1,150 @@
+// The whole pipeline on fakes: verify -> journal -> apply -> outcome -> audit.
+#include "agent/command/command_processor.h"
+
+#include "agent/common/proto_util.h"
+#include "gtest/gtest.h"
+#include "tests/common/command_factory.h"
+#include "tests/common/status_matchers.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_file_system.h"
+
+namespace nodeward {
+namespace {
+
+using absl::StatusCode;
+using testing::CommandFactory;
+using testing::IsOk;
+using testing::Rejected;
+
+// Counts applications: the observable "state" of these tests.
+class CountingHandler final : public CommandHandler {
+ public:
+  explicit CountingHandler(int* count) : count_(count) {}
+  absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& c) override {
+    ++*count_;
+    if (c.command.ping().note() == "fail") return absl::InternalError("ping: told to fail");
+    nodeward::v1::CommandResult r;
+    r.mutable_ping()->set_note(c.command.ping().note());
+    return r;
+  }
+
+ private:
+  int* count_;
+};
+
+class ProcessorTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(); }
+  void Start() {
+    processor_.reset();
+    audit_.reset();
+    ledger_ = CommandLedger::Open(&fs_, LedgerOptions{"/state"}, clock_.Now());
+    audit_ = AuditLog::Open(&fs_, "/state/audit.jsonl").value();
+    HandlerMap h;
+    h["ping"] = std::make_unique<CountingHandler>(&applied_);
+    processor_ = std::make_unique<CommandProcessor>(&clock_, f_.Identity(), VerifierLimits{},
+                                                    f_.TrustStoreFor(), ledger_.get(),
+                                                    audit_.get(), std::move(h));
+  }
+  absl::StatusOr<nodeward::v1::CommandResult> Send(const nodeward::v1::Command& c) {
+    return processor_->Execute(f_.Sign(c), "test-peer");
+  }
+
+  platform::FakeClock clock_;
+  platform::FakeFileSystem fs_;
+  CommandFactory f_;
+  int applied_ = 0;
+  std::unique_ptr<CommandLedger> ledger_;
+  std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<CommandProcessor> processor_;
+};
+
+TEST_F(ProcessorTest, AppliesPingOnceAndRecordsIt) {
+  auto r = Send(f_.Ping(1, clock_.Now()));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->command_id(), f_.Ping(1, clock_.Now()).command_id());
+  EXPECT_EQ(r->ping().note(), "hello");
+  EXPECT_FALSE(r->replayed());
+  EXPECT_EQ(applied_, 1);
+  auto stats = processor_->Stats();
+  EXPECT_EQ(stats.applied, 1u);
+  EXPECT_EQ(stats.high_water_mark, 1u);
+  ASSERT_EQ(stats.recent.size(), 1u);
+  EXPECT_EQ(stats.recent[0].decision(), "applied");
+  auto chain = VerifyAuditChain(fs_.Content("/state/audit.jsonl"));
+  ASSERT_THAT(chain, IsOk());
+  EXPECT_EQ(chain->records, 1u);
+}
+
+// Cases 3 and 4: the replay returns the recorded outcome and applies nothing,
+// also after a restart.
+TEST_F(ProcessorTest, ReplayReturnsRecordedOutcomeWithoutApplying) {
+  const std::string bytes = f_.Sign(f_.Ping(1, clock_.Now()));
+  auto first = processor_->Execute(bytes, "p");
+  ASSERT_THAT(first, IsOk());
+  clock_.Advance(absl::Seconds(30));
+  auto second = processor_->Execute(bytes, "p");
+  ASSERT_THAT(second, IsOk());
+  EXPECT_TRUE(second->replayed());
+  EXPECT_EQ(second->applied_at().seconds(), first->applied_at().seconds());
+  Start();
+  auto third = processor_->Execute(bytes, "p");
+  ASSERT_THAT(third, IsOk());
+  EXPECT_TRUE(third->replayed());
+  EXPECT_EQ(applied_, 1);
+}
+
+TEST_F(ProcessorTest, FailedApplyIsRecordedAndReplayedAsFailure) {
+  auto c = f_.Ping(1, clock_.Now());
+  c.mutable_ping()->set_note("fail");
+  const std::string bytes = f_.Sign(c);
+  EXPECT_THAT(processor_->Execute(bytes, "p"),
+              Rejected(StatusCode::kInternal, reason::kApplyFailed));
+  EXPECT_THAT(processor_->Execute(bytes, "p"),
+              Rejected(StatusCode::kInternal, reason::kApplyFailed));
+  EXPECT_EQ(applied_, 1);
+}
+
+// Case 48 and the e2e promise: a journal write failure refuses before apply.
+TEST_F(ProcessorTest, JournalFailureRefusesBeforeApply) {
+  fs_.FailNext(StatusCode::kResourceExhausted);
+  EXPECT_THAT(Send(f_.Ping(1, clock_.Now())),
+              Rejected(StatusCode::kUnavailable, reason::kStateUnavailable));
+  EXPECT_EQ(applied_, 0);
+  auto stats = processor_->Stats();
+  EXPECT_EQ(stats.high_water_mark, 0u);
+  ASSERT_FALSE(stats.degraded_reasons.empty());
+  EXPECT_NE(stats.degraded_reasons[0].find("STATE_UNAVAILABLE"), std::string::npos);
+}
+
+TEST_F(ProcessorTest, RejectionsAreAuditedWithReason) {
+  auto c = f_.Ping(1, clock_.Now());
+  c.set_node_id("node-b");
+  EXPECT_THAT(Send(c), Rejected(StatusCode::kFailedPrecondition, reason::kWrongTarget));
+  EXPECT_EQ(applied_, 0);
+  std::string audit = fs_.Content("/state/audit.jsonl");
+  nodeward::v1::AuditRecord r;
+  ASSERT_THAT(ParseJson(audit.substr(0, audit.size() - 1), &r, "audit"), IsOk());
+  EXPECT_EQ(r.decision(), "rejected");
+  EXPECT_EQ(r.reason(), reason::kWrongTarget);
+  EXPECT_EQ(r.peer(), "test-peer");
+  EXPECT_EQ(processor_->Stats().rejected, 1u);
+}
+
+TEST_F(ProcessorTest, TrustSwapAppliesToNextCommand) {
+  auto trust = f_.Trust();
+  trust.mutable_keys()->DeleteSubrange(0, 1);
+  processor_->ReplaceTrust(TrustStore::Build(trust).value());
+  EXPECT_THAT(Send(f_.Ping(1, clock_.Now())),
+              Rejected(StatusCode::kUnauthenticated, reason::kKeyUnknown));
+}
+
+TEST_F(ProcessorTest, DrainRefusesNewCommands) {
+  processor_->Drain();
+  EXPECT_THAT(Send(f_.Ping(1, clock_.Now())),
+              Rejected(StatusCode::kUnavailable, reason::kShuttingDown));
+  EXPECT_EQ(applied_, 0);
+}
+
+}  // namespace
+}  // namespace nodeward

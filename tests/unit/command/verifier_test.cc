@@ -1,0 +1,273 @@
+// Each verification step on its own, then the whole chain, with the exact
+// status code and reason (threats.md cases 1-3, 6-8, 10-16).
+#include "agent/command/verifier.h"
+
+#include "absl/strings/str_cat.h"
+#include "agent/command/command_types.h"
+#include "agent/common/crypto.h"
+#include "gtest/gtest.h"
+#include "tests/common/command_factory.h"
+#include "tests/common/status_matchers.h"
+
+namespace nodeward {
+namespace {
+
+using absl::StatusCode;
+using testing::CommandFactory;
+using testing::IsOk;
+using testing::Rejected;
+
+class VerifierTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<VerifiedCommand> Verify(const std::string& bytes, uint32_t threshold = 1) {
+    return VerifyCommand(bytes, *f_.TrustStoreFor(threshold), f_.Identity(), limits_, now_);
+  }
+  CommandFactory f_;
+  VerifierLimits limits_;
+  absl::Time now_ = absl::FromUnixSeconds(1800000000);
+};
+
+TEST_F(VerifierTest, AcceptsValidPing) {
+  auto v = Verify(f_.Sign(f_.Ping(1, now_)));
+  ASSERT_THAT(v, IsOk());
+  EXPECT_EQ(v->command_type, "ping");
+  EXPECT_EQ(v->command.sequence(), 1u);
+  EXPECT_EQ(v->signer_key_ids, std::vector<std::string>{f_.orchestrator(0).KeyId()});
+}
+
+// Case 1.
+TEST_F(VerifierTest, FlippedPayloadByteIsSigInvalid) {
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  std::string p = env.payload();
+  p[p.size() / 2] ^= 0x01;
+  env.set_payload(p);
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kUnauthenticated, reason::kSigInvalid));
+}
+
+TEST_F(VerifierTest, FlippedSignatureByteIsSigInvalid) {
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  std::string s = env.signatures(0).sig();
+  s[3] ^= 0x80;
+  env.mutable_signatures(0)->set_sig(s);
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kUnauthenticated, reason::kSigInvalid));
+}
+
+// Case 2: re-encoding (field order changed, a duplicate field appended)
+// changes the bytes, so the old signature no longer verifies.
+TEST_F(VerifierTest, ReencodedPayloadUnderOldSignatureIsRejected) {
+  auto cmd = f_.Ping(1, now_);
+  auto env = f_.Envelope(cmd);
+  // Append a duplicate node_id field (tag 1, length-delimited): parsers merge it.
+  std::string dup = env.payload() + std::string("\x0a\x06node-a", 8);
+  auto env2 = env;
+  env2.set_payload(dup);
+  EXPECT_THAT(Verify(env2.SerializeAsString()),
+              Rejected(StatusCode::kUnauthenticated, reason::kSigInvalid));
+  // Reordered: the ping body first, then the header fields.
+  nodeward::v1::Command body_only;
+  *body_only.mutable_ping() = cmd.ping();
+  nodeward::v1::Command header = cmd;
+  header.clear_ping();
+  auto env3 = env;
+  env3.set_payload(body_only.SerializeAsString() + header.SerializeAsString());
+  ASSERT_NE(env3.payload(), env.payload());
+  EXPECT_THAT(Verify(env3.SerializeAsString()),
+              Rejected(StatusCode::kUnauthenticated, reason::kSigInvalid));
+}
+
+// Case 6.
+TEST_F(VerifierTest, OtherNodeOrOldBootIsWrongTarget) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.set_node_id("node-b");
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kFailedPrecondition, reason::kWrongTarget));
+  cmd = f_.Ping(1, now_);
+  cmd.set_boot_id("11111111-2222-4333-8444-555555555555");
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kFailedPrecondition, reason::kWrongTarget));
+}
+
+// Case 7.
+TEST_F(VerifierTest, ExpiryBeyondSkewIsRejectedWithinSkewAccepted) {
+  auto cmd = f_.Ping(1, now_ - absl::Minutes(10));  // expired 5 minutes ago
+  cmd.mutable_expires_at()->set_seconds(absl::ToUnixSeconds(now_ - absl::Minutes(6)));
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kFailedPrecondition, reason::kExpired));
+  cmd.mutable_expires_at()->set_seconds(absl::ToUnixSeconds(now_ - absl::Minutes(4)));
+  EXPECT_THAT(Verify(f_.Sign(cmd)), IsOk());
+}
+
+// Case 8.
+TEST_F(VerifierTest, IssuedTooFarAheadIsNotYetValid) {
+  auto cmd = f_.Ping(1, now_ + absl::Minutes(6));
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kFailedPrecondition, reason::kNotYetValid));
+  cmd = f_.Ping(1, now_ + absl::Minutes(4));
+  EXPECT_THAT(Verify(f_.Sign(cmd)), IsOk());
+}
+
+TEST_F(VerifierTest, OverlongLifetimeIsRejected) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.mutable_expires_at()->set_seconds(absl::ToUnixSeconds(now_ + absl::Hours(2)));
+  EXPECT_THAT(Verify(f_.Sign(cmd)),
+              Rejected(StatusCode::kInvalidArgument, reason::kLifetimeTooLong));
+}
+
+// Case 11.
+TEST_F(VerifierTest, SameKeyTwiceDoesNotMeetThresholdTwo) {
+  const auto* k = &f_.orchestrator(0);
+  EXPECT_THAT(Verify(f_.Sign(f_.Ping(1, now_), {k, k}), 2),
+              Rejected(StatusCode::kPermissionDenied, reason::kDuplicateSigner));
+  EXPECT_THAT(Verify(f_.Sign(f_.Ping(1, now_), {k}), 2),
+              Rejected(StatusCode::kPermissionDenied, reason::kThresholdNotMet));
+  EXPECT_THAT(Verify(f_.Sign(f_.Ping(1, now_), {k, &f_.orchestrator(1)}), 2), IsOk());
+}
+
+// Case 12.
+TEST_F(VerifierTest, UnknownKeyIsRejected) {
+  EXPECT_THAT(Verify(f_.Sign(f_.Ping(1, now_), {&f_.stranger()})),
+              Rejected(StatusCode::kUnauthenticated, reason::kKeyUnknown));
+}
+
+TEST_F(VerifierTest, RevokedKeyIsUnknownAfterTrustChange) {
+  auto trust = f_.Trust();
+  trust.mutable_keys()->DeleteSubrange(0, 1);  // orchestrator 0 revoked
+  auto store = TrustStore::Build(trust).value();
+  EXPECT_THAT(VerifyCommand(f_.Sign(f_.Ping(1, now_)), *store, f_.Identity(), limits_, now_),
+              Rejected(StatusCode::kUnauthenticated, reason::kKeyUnknown));
+}
+
+TEST_F(VerifierTest, KeyWithoutAllowedRoleIsNotAllowed) {
+  auto trust = f_.Trust();
+  trust.mutable_policies(0)->clear_allowed_roles();
+  trust.mutable_policies(0)->add_allowed_roles("admin");
+  auto store = TrustStore::Build(trust).value();
+  EXPECT_THAT(VerifyCommand(f_.Sign(f_.Ping(1, now_)), *store, f_.Identity(), limits_, now_),
+              Rejected(StatusCode::kPermissionDenied, reason::kKeyNotAllowed));
+  EXPECT_THAT(VerifyCommand(f_.Sign(f_.Ping(1, now_), {&f_.admin()}), *store, f_.Identity(),
+                            limits_, now_),
+              IsOk());
+}
+
+TEST_F(VerifierTest, CommandTypeWithoutPolicyIsNotAllowed) {
+  auto trust = f_.Trust();
+  trust.clear_policies();
+  auto store = TrustStore::Build(trust).value();
+  EXPECT_THAT(VerifyCommand(f_.Sign(f_.Ping(1, now_)), *store, f_.Identity(), limits_, now_),
+              Rejected(StatusCode::kPermissionDenied, reason::kKeyNotAllowed));
+}
+
+// Case 13 / 10: the type is inside the signed pre-image.
+TEST_F(VerifierTest, PayloadTypeOfAnotherKindIsRefusedBeforeAnyKeyCheck) {
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  env.set_payload_type("application/vnd.nodeward.v1.command.status+protobuf");
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kPayloadTypeUnknown));
+}
+
+TEST_F(VerifierTest, BodyNotMatchingPayloadTypeIsMismatch) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.clear_ping();
+  EXPECT_THAT(Verify(f_.Sign(cmd, {}, PayloadTypeFor("ping"))),
+              Rejected(StatusCode::kInvalidArgument, reason::kPayloadTypeMismatch));
+}
+
+// Case 14.
+TEST_F(VerifierTest, UnknownFieldInPayloadIsRejected) {
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  // Field 99, varint 1: unknown to this agent.
+  std::string payload = env.payload() + std::string("\x98\x06\x01", 3);
+  nodeward::v1::Command cmd;
+  ASSERT_TRUE(cmd.ParseFromString(payload));
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kInvalidArgument,
+                                             reason::kPayloadUnknownField));
+  // The raw bytes, re-signed as they are.
+  auto env2 = f_.Envelope(f_.Ping(1, now_));
+  env2.set_payload(payload);
+  std::string pae = Pae(env2.payload_type(), env2.payload());
+  env2.mutable_signatures(0)->set_sig(f_.orchestrator(0).Sign(pae).value());
+  EXPECT_THAT(Verify(env2.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kPayloadUnknownField));
+}
+
+TEST_F(VerifierTest, UnknownFieldInNestedBodyIsRejected) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.mutable_ping()->GetReflection()->MutableUnknownFields(cmd.mutable_ping())->AddVarint(7, 1);
+  EXPECT_THAT(Verify(f_.Sign(cmd)),
+              Rejected(StatusCode::kInvalidArgument, reason::kPayloadUnknownField));
+}
+
+TEST_F(VerifierTest, UnknownFieldInEnvelopeIsRejected) {
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  std::string bytes = env.SerializeAsString() + std::string("\x98\x06\x01", 3);
+  EXPECT_THAT(Verify(bytes), Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));
+}
+
+// Case 15.
+TEST_F(VerifierTest, SizeCapEmptyAndSignatureFlood) {
+  EXPECT_THAT(Verify(""), Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));
+  auto cmd = f_.Ping(1, now_);
+  cmd.mutable_ping()->set_note(std::string(70000, 'x'));
+  EXPECT_THAT(Verify(f_.Sign(cmd)),
+              Rejected(StatusCode::kResourceExhausted, reason::kEnvelopeTooLarge));
+  limits_.max_envelope_bytes = 4 << 20;
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  for (int i = 0; i < 10000; ++i) *env.add_signatures() = env.signatures(0);
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kTooManySignatures));
+}
+
+TEST_F(VerifierTest, GarbageAndUnsignedEnvelopes) {
+  EXPECT_THAT(Verify(std::string("\xff\xff\xff\xff", 4)),
+              Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  env.clear_signatures();
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kUnauthenticated, reason::kEnvelopeMalformed));
+}
+
+// Case 16 (the rule, with ping standing in for a destructive type).
+TEST_F(VerifierTest, OnlineKeyAloneCannotMeetDestructiveThreshold) {
+  EXPECT_THAT(Verify(f_.Sign(f_.Ping(1, now_)), 2),
+              Rejected(StatusCode::kPermissionDenied, reason::kThresholdNotMet));
+}
+
+TEST_F(VerifierTest, MissingHeaderFieldsAreMalformed) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.set_command_id("not-a-uuid");
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
+  cmd = f_.Ping(1, now_);
+  cmd.set_sequence(0);
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
+  cmd = f_.Ping(1, now_);
+  cmd.clear_expires_at();
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
+  cmd = f_.Ping(1, now_);
+  cmd.clear_node_id();
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
+}
+
+// Order: a bad signature is reported before anything about the payload.
+TEST_F(VerifierTest, SignatureIsCheckedBeforePayloadIsTrusted) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.set_node_id("node-b");
+  auto env = f_.Envelope(cmd);
+  std::string s = env.signatures(0).sig();
+  s[0] ^= 1;
+  env.mutable_signatures(0)->set_sig(s);
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kUnauthenticated, reason::kSigInvalid));
+}
+
+TEST(PaeTest, MatchesDsseSpecExample) {
+  // DSSE protocol.md: PAE("http://example.com/HelloWorld", "hello world").
+  EXPECT_EQ(Pae("http://example.com/HelloWorld", "hello world"),
+            "DSSEv1 29 http://example.com/HelloWorld 11 hello world");
+}
+
+TEST(CommandTypesTest, PayloadTypeRoundTrip) {
+  EXPECT_EQ(CommandTypeFromPayloadType(PayloadTypeFor("ping")).value(), "ping");
+  EXPECT_FALSE(CommandTypeFromPayloadType("application/vnd.nodeward.v1.command.wipe+protobuf").ok());
+  EXPECT_FALSE(CommandTypeFromPayloadType("").ok());
+}
+
+}  // namespace
+}  // namespace nodeward
