@@ -68,7 +68,8 @@ class CommandLedger {
  private:
   CommandLedger(platform::FileSystem* fs, LedgerOptions options);
   absl::Status Load(absl::Time now);
-  absl::Status ApplyRecord(const nodeward::v1::JournalRecord& record);
+  absl::Status ApplyRecord(const nodeward::v1::JournalRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends one record; the returned offset is durable after WaitDurable.
   absl::StatusOr<uint64_t> AppendLocked(const nodeward::v1::JournalRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
