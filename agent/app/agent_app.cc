@@ -12,6 +12,11 @@
 #include "grpcpp/server_builder.h"
 
 namespace nodeward {
+namespace {
+// Command threads: enough for concurrent journal writes to share a sync.
+constexpr size_t kCommandThreads = 8;
+constexpr size_t kCommandQueue = 256;
+}  // namespace
 
 AgentApp::AgentApp(AgentDeps deps, std::string config_path)
     : deps_(std::move(deps)), config_path_(std::move(config_path)) {
@@ -124,8 +129,9 @@ absl::Status AgentApp::StartStatusSocketStep() {
 
 absl::Status AgentApp::StartGrpcStep() {
   ASSIGN_OR_RETURN(auto creds, BuildServerCredentials(config_.tls()));
+  executor_ = std::make_unique<CommandExecutor>(kCommandThreads, kCommandQueue);
   service_ = std::make_unique<NodeAgentService>(
-      processor_.get(), &publisher_,
+      processor_.get(), executor_.get(), &publisher_,
       [this] { return BuildHealthReport(Info(), processor_->Stats(), deps_.clock->Now()); },
       std::vector<std::string>(config_.tls().allowed_client_sans().begin(),
                                config_.tls().allowed_client_sans().end()));
@@ -205,6 +211,7 @@ void AgentApp::Stop() {
   if (processor_) processor_->Drain();
   publisher_.Close();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (executor_) executor_->Stop();
   if (status_socket_) status_socket_->Stop();
   if (processor_) processor_->AuditEvent("shutdown", "clean stop");
   if (audit_) (void)audit_->Sync();

@@ -74,6 +74,7 @@ class AgentApp {
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<CommandProcessor> processor_;
   HealthPublisher publisher_;
+  std::unique_ptr<CommandExecutor> executor_;
   std::unique_ptr<NodeAgentService> service_;
   std::unique_ptr<StatusSocketServer> status_socket_;
   std::unique_ptr<grpc::Server> server_;

@@ -18,6 +18,9 @@ class CommandHandler {
  public:
   virtual ~CommandHandler() = default;
   virtual absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& command) = 0;
+  // False only for commands that change nothing on the VM; those are
+  // journaled after they ran, with one sync (CommandLedger::Mode::kPure).
+  virtual bool ChangesState() const { return true; }
 };
 
 using CommandHandlerPtr = std::unique_ptr<CommandHandler>;

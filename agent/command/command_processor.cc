@@ -67,7 +67,11 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   if (!v.ok()) return v.status();
   *verified = std::move(v).value();
 
-  absl::StatusOr<CommandLedger::Admission> admission = ledger_->Admit(*verified, now);
+  auto handler = handlers_.find(verified->command_type);
+  const CommandLedger::Mode mode = handler != handlers_.end() && !handler->second->ChangesState()
+                                       ? CommandLedger::Mode::kPure
+                                       : CommandLedger::Mode::kWriteAhead;
+  absl::StatusOr<CommandLedger::Admission> admission = ledger_->Admit(*verified, now, mode);
   if (!admission.ok()) return admission.status();
   if (admission->replay) {
     *replayed = true;
@@ -84,12 +88,11 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
 
   // Journaled: from here on the command has an outcome, whatever happens.
   absl::StatusOr<CommandResult> applied;
-  auto it = handlers_.find(verified->command_type);
-  if (it == handlers_.end()) {
+  if (handler == handlers_.end()) {
     applied = Reject(absl::StatusCode::kUnimplemented, reason::kApplyFailed,
                      absl::StrCat("no handler for '", verified->command_type, "'"));
   } else {
-    applied = it->second->Apply(*verified);
+    applied = handler->second->Apply(*verified);
   }
   Outcome o;
   *o.mutable_time() = ToProto(clock_->Now());

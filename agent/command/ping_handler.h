@@ -11,6 +11,7 @@ class PingHandler final : public CommandHandler {
  public:
   explicit PingHandler(platform::Clock* clock) : clock_(clock) {}
   absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& command) override;
+  bool ChangesState() const override { return false; }
 
  private:
   platform::Clock* clock_;

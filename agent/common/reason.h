@@ -35,6 +35,7 @@ inline constexpr absl::string_view kCommandInProgress = "COMMAND_IN_PROGRESS";
 inline constexpr absl::string_view kStateUnavailable = "STATE_UNAVAILABLE";
 inline constexpr absl::string_view kPeerNotAllowed = "PEER_NOT_ALLOWED";
 inline constexpr absl::string_view kShuttingDown = "SHUTTING_DOWN";
+inline constexpr absl::string_view kAgentBusy = "AGENT_BUSY";
 inline constexpr absl::string_view kInDoubt = "IN_DOUBT";
 inline constexpr absl::string_view kApplyFailed = "APPLY_FAILED";
 }  // namespace reason

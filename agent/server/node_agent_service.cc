@@ -94,10 +94,12 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
 
 }  // namespace
 
-NodeAgentService::NodeAgentService(CommandProcessor* processor, HealthPublisher* publisher,
+NodeAgentService::NodeAgentService(CommandProcessor* processor, CommandExecutor* executor,
+                                   HealthPublisher* publisher,
                                    std::function<HealthReport()> build_report,
                                    std::vector<std::string> allowed_client_sans)
     : processor_(processor),
+      executor_(executor),
       publisher_(publisher),
       build_report_(std::move(build_report)),
       allowed_client_sans_(std::move(allowed_client_sans)) {}
@@ -133,16 +135,25 @@ grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext*
     reactor->Finish(ToGrpcStatus(peer.status(), context));
     return reactor;
   }
-  absl::StatusOr<nodeward::v1::CommandResult> result =
-      processor_->Execute(Flatten(*request), *peer);
-  if (!result.ok()) {
-    reactor->Finish(ToGrpcStatus(result.status(), context));
-    return reactor;
+  // Never block a gRPC callback thread: the pipeline (fsync included) runs
+  // on the command executor, which finishes the reactor.
+  bool posted = executor_->Post([this, context, reactor, response, bytes = Flatten(*request),
+                                 peer = *peer] {
+    absl::StatusOr<nodeward::v1::CommandResult> result = processor_->Execute(bytes, peer);
+    if (!result.ok()) {
+      reactor->Finish(ToGrpcStatus(result.status(), context));
+      return;
+    }
+    std::string out = result->SerializeAsString();
+    grpc::Slice slice(out);
+    *response = grpc::ByteBuffer(&slice, 1);
+    reactor->Finish(grpc::Status::OK);
+  });
+  if (!posted) {
+    reactor->Finish(ToGrpcStatus(Reject(absl::StatusCode::kResourceExhausted, reason::kAgentBusy,
+                                        "too many commands queued; retry later"),
+                                 context));
   }
-  std::string bytes = result->SerializeAsString();
-  grpc::Slice slice(bytes);
-  *response = grpc::ByteBuffer(&slice, 1);
-  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent/command/command_processor.h"
+#include "agent/server/command_executor.h"
 #include "agent/server/health_publisher.h"
 #include "nodeward/v1/agent.grpc.pb.h"
 
@@ -19,7 +20,8 @@ using NodeAgentBase =
 class NodeAgentService final : public NodeAgentBase {
  public:
   // `allowed_client_sans` empty: any certificate chaining to the client CA.
-  NodeAgentService(CommandProcessor* processor, HealthPublisher* publisher,
+  NodeAgentService(CommandProcessor* processor, CommandExecutor* executor,
+                   HealthPublisher* publisher,
                    std::function<nodeward::v1::HealthReport()> build_report,
                    std::vector<std::string> allowed_client_sans);
 
@@ -35,6 +37,7 @@ class NodeAgentService final : public NodeAgentBase {
   absl::StatusOr<std::string> CheckPeer(grpc::CallbackServerContext* context) const;
 
   CommandProcessor* const processor_;
+  CommandExecutor* const executor_;
   HealthPublisher* const publisher_;
   const std::function<nodeward::v1::HealthReport()> build_report_;
   const std::vector<std::string> allowed_client_sans_;

@@ -150,7 +150,7 @@ absl::Status CommandLedger::ApplyRecord(const JournalRecord& record) {
 }
 
 absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedCommand& command,
-                                                              absl::Time now) {
+                                                              absl::Time now, Mode mode) {
   const auto& c = command.command;
   uint64_t offset = 0;
   {
@@ -194,9 +194,13 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
     in->set_payload_sha256(command.payload_sha256);
     for (const auto& k : command.signer_key_ids) in->add_signer_key_ids(k);
     *in->mutable_received_at() = ToProto(now);
-    absl::StatusOr<uint64_t> end = AppendLocked(r);
-    if (!end.ok()) return Unavailable(end.status());
-    offset = *end;
+    if (mode == Mode::kWriteAhead) {
+      absl::StatusOr<uint64_t> end = AppendLocked(r);
+      if (!end.ok()) return Unavailable(end.status());
+      offset = *end;
+    } else {
+      unwritten_intents_[c.command_id()] = high_water_mark_;
+    }
     *entries_[c.command_id()].mutable_intent() = *in;
     used_sequences_.insert(seq);
     high_water_mark_ = std::max(high_water_mark_, seq);
@@ -209,6 +213,7 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
     }
     ++pending_;
   }
+  if (mode == Mode::kPure) return Admission{};
   absl::Status s = WaitDurable(offset);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
@@ -224,6 +229,19 @@ absl::Status CommandLedger::RecordOutcome(const std::string& command_id, const O
     absl::MutexLock lock(&mu_);
     --pending_;
     if (!health_.ok()) return Unavailable(health_);
+    auto unwritten = unwritten_intents_.find(command_id);
+    if (unwritten != unwritten_intents_.end()) {
+      const uint64_t prev = unwritten->second;
+      unwritten_intents_.erase(unwritten);
+      JournalRecord intent;
+      *intent.mutable_intent() = entries_[command_id].intent();
+      absl::StatusOr<uint64_t> end = AppendLocked(intent);
+      if (!end.ok()) {
+        if (high_water_mark_ == intent.intent().sequence()) high_water_mark_ = prev;
+        entries_.erase(command_id);
+        return Unavailable(end.status());
+      }
+    }
     JournalRecord r;
     r.mutable_outcome()->set_command_id(command_id);
     *r.mutable_outcome()->mutable_outcome() = outcome;
@@ -239,12 +257,15 @@ absl::Status CommandLedger::RecordOutcome(const std::string& command_id, const O
 }
 
 absl::StatusOr<uint64_t> CommandLedger::AppendLocked(const JournalRecord& record) {
-  absl::Status s = journal_->Append(EncodeFrame(record.SerializeAsString()));
+  const std::string frame = EncodeFrame(record.SerializeAsString());
+  absl::Status s = journal_->Append(frame);
   if (!s.ok()) {
     BreakLocked(s);
     return s;
   }
-  written_ = journal_->Size();
+  // A logical offset across journal generations, so a waiter's target stays
+  // meaningful if a compaction swaps the file underneath it.
+  written_ += frame.size();
   ++records_since_snapshot_;
   return written_;
 }
@@ -312,7 +333,8 @@ void CommandLedger::MaybeCompactLocked() {
   (void)fs_->RemoveFile(JournalPath(generation_));
   ++generation_;
   journal_ = std::move(next).value();
-  written_ = synced_ = journal_->Size();
+  // Everything written so far is in the durable snapshot now.
+  synced_ = written_;
   records_since_snapshot_ = 0;
   entries_ = std::move(kept);
 }

@@ -49,11 +49,20 @@ class CommandLedger {
     nodeward::v1::Outcome recorded;
   };
 
-  // Sequence check, dedupe, then a durable intent. Errors (all with reasons):
+  // How a command is journaled. kWriteAhead: a durable intent before apply,
+  // the outcome after (two syncs, shared with concurrent commands). kPure, for
+  // commands that change nothing on the VM (Ping, dry runs): sequence and id
+  // are reserved in memory and intent and outcome are made durable together
+  // after the command ran (one sync); a crash before that loses a command
+  // that was never acknowledged and changed nothing.
+  enum class Mode { kWriteAhead, kPure };
+
+  // Sequence check, dedupe, then (kWriteAhead) a durable intent. Errors (all with reasons):
   // SEQUENCE_REPLAYED, COMMAND_ID_REUSED (ALREADY_EXISTS), COMMAND_IN_PROGRESS
   // (ABORTED), SEQUENCE_JUMP_TOO_LARGE (OUT_OF_RANGE), STATE_UNAVAILABLE
   // (UNAVAILABLE). On error nothing is recorded and the command must not run.
-  absl::StatusOr<Admission> Admit(const VerifiedCommand& command, absl::Time now);
+  absl::StatusOr<Admission> Admit(const VerifiedCommand& command, absl::Time now,
+                                  Mode mode = Mode::kWriteAhead);
 
   // Durably records the outcome of an admitted command. STATE_UNAVAILABLE on
   // failure (the ledger then refuses further commands).
@@ -91,10 +100,15 @@ class CommandLedger {
   std::set<uint64_t> used_sequences_ ABSL_GUARDED_BY(mu_);
   size_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   size_t records_since_snapshot_ ABSL_GUARDED_BY(mu_) = 0;
+  // Logical byte offsets over all journal generations.
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
   bool syncing_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> recovered_in_doubt_ ABSL_GUARDED_BY(mu_);
+  // kPure commands admitted whose intent is not yet written.
+  // Value: the high-water mark before it was admitted, restored if its write
+  // fails so status never reports a sequence that is not on disk.
+  std::map<std::string, uint64_t> unwritten_intents_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nodeward

@@ -1,6 +1,7 @@
 // Sequence, dedupe and durability (threats.md cases 3-5, 9, 10, 48).
 #include "agent/state/command_ledger.h"
 
+#include <atomic>
 #include <thread>
 
 #include "agent/common/crypto.h"
@@ -255,6 +256,34 @@ TEST_F(LedgerTest, CompactionKeepsMarkAndRecentReplays) {
   EXPECT_THAT(l->Admit(Cmd(1), now_), Rejected(StatusCode::kAlreadyExists, reason::kSequenceReplayed));
 }
 
+// A compaction while other commands wait for their sync must not fail them.
+TEST_F(LedgerTest, ConcurrentCommandsAcrossCompactionsAllSucceed) {
+  LedgerOptions o;
+  o.sequence_window = 64;
+  o.compact_after_records = 16;
+  o.retain_entries = 8;
+  auto l = Open(o);
+  std::atomic<int> failures{0};
+  std::atomic<uint64_t> next{1};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        uint64_t seq = next++;
+        auto mode = seq % 2 ? CommandLedger::Mode::kPure : CommandLedger::Mode::kWriteAhead;
+        auto a = l->Admit(Cmd(seq), now_, mode);
+        if (!a.ok() && ReasonOf(a.status()) == reason::kSequenceReplayed) continue;
+        if (!a.ok() || !l->RecordOutcome(Cmd(seq).command.command_id(), Ok()).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_THAT(l->health(), IsOk());
+  l.reset();
+  EXPECT_EQ(Open(o)->high_water_mark(), 400u);
+}
+
 TEST_F(LedgerTest, WindowAcceptsUnusedSequencesBelowMarkOnce) {
   LedgerOptions o;
   o.sequence_window = 4;
@@ -288,6 +317,35 @@ TEST_F(LedgerTest, ConcurrentCommandsShareSyncs) {
   EXPECT_LE(fs_.sync_count() - before, 128);
   l.reset();
   EXPECT_EQ(Open(o)->high_water_mark(), 64u);
+}
+
+// Pure commands: reserved in memory, intent and outcome made durable together.
+TEST_F(LedgerTest, PureCommandIsJournaledOnceAfterItRan) {
+  auto l = Open();
+  int before = fs_.sync_count();
+  ASSERT_THAT(l->Admit(Cmd(1), now_, CommandLedger::Mode::kPure), IsOk());
+  EXPECT_EQ(fs_.sync_count(), before);
+  EXPECT_THAT(l->Admit(Cmd(1), now_), Rejected(StatusCode::kAborted, reason::kCommandInProgress));
+  ASSERT_THAT(l->RecordOutcome(Cmd(1).command.command_id(), Ok()), IsOk());
+  EXPECT_EQ(fs_.sync_count(), before + 1);
+  fs_.Crash();
+  l = Open();
+  auto a = l->Admit(Cmd(1), now_);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_TRUE(a->replay);
+  EXPECT_EQ(a->recorded.result(), "recorded-result");
+}
+
+TEST_F(LedgerTest, PureCommandWriteFailureLeavesNoTrace) {
+  auto l = Open();
+  AdmitAndFinish(l.get(), 1);
+  ASSERT_THAT(l->Admit(Cmd(2), now_, CommandLedger::Mode::kPure), IsOk());
+  fs_.FailNext(StatusCode::kResourceExhausted);
+  EXPECT_THAT(l->RecordOutcome(Cmd(2).command.command_id(), Ok()),
+              Rejected(StatusCode::kUnavailable, reason::kStateUnavailable));
+  EXPECT_EQ(l->high_water_mark(), 1u);
+  l.reset();
+  EXPECT_EQ(Open()->high_water_mark(), 1u);
 }
 
 TEST(RecordFramingTest, RoundTripAndCorruptionKinds) {
