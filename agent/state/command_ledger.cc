@@ -153,6 +153,7 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
                                                               absl::Time now, Mode mode) {
   const auto& c = command.command;
   uint64_t offset = 0;
+  uint64_t prev_mark = 0;
   {
     absl::MutexLock lock(&mu_);
     if (!health_.ok()) return Unavailable(health_);
@@ -194,6 +195,7 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
     in->set_payload_sha256(command.payload_sha256);
     for (const auto& k : command.signer_key_ids) in->add_signer_key_ids(k);
     *in->mutable_received_at() = ToProto(now);
+    prev_mark = high_water_mark_;
     if (mode == Mode::kWriteAhead) {
       absl::StatusOr<uint64_t> end = AppendLocked(r);
       if (!end.ok()) return Unavailable(end.status());
@@ -218,6 +220,7 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     --pending_;
+    ForgetLocked(c.command_id(), c.sequence(), prev_mark);
     return Unavailable(s);
   }
   return Admission{};
@@ -225,6 +228,9 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
 
 absl::Status CommandLedger::RecordOutcome(const std::string& command_id, const Outcome& outcome) {
   uint64_t offset = 0;
+  bool pure = false;
+  uint64_t pure_seq = 0;
+  uint64_t pure_prev_mark = 0;
   {
     absl::MutexLock lock(&mu_);
     --pending_;
@@ -237,10 +243,12 @@ absl::Status CommandLedger::RecordOutcome(const std::string& command_id, const O
       *intent.mutable_intent() = entries_[command_id].intent();
       absl::StatusOr<uint64_t> end = AppendLocked(intent);
       if (!end.ok()) {
-        if (high_water_mark_ == intent.intent().sequence()) high_water_mark_ = prev;
-        entries_.erase(command_id);
+        ForgetLocked(command_id, intent.intent().sequence(), prev);
         return Unavailable(end.status());
       }
+      pure = true;
+      pure_seq = intent.intent().sequence();
+      pure_prev_mark = prev;
     }
     JournalRecord r;
     r.mutable_outcome()->set_command_id(command_id);
@@ -250,19 +258,25 @@ absl::Status CommandLedger::RecordOutcome(const std::string& command_id, const O
     offset = *end;
     *entries_[command_id].mutable_outcome() = outcome;
   }
-  RETURN_IF_ERROR(WaitDurable(offset));
+  absl::Status s = WaitDurable(offset);
   absl::MutexLock lock(&mu_);
+  if (!s.ok()) {
+    // A pure command whose records never reached the disk left no trace:
+    // status must not report its sequence.
+    if (pure) ForgetLocked(command_id, pure_seq, pure_prev_mark);
+    return Unavailable(s);
+  }
   MaybeCompactLocked();
   return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> CommandLedger::AppendLocked(const JournalRecord& record) {
+  if (!health_.ok()) return health_;
+  // Frames are queued in memory in admission order; the thread that leads
+  // the next sync writes the whole batch and syncs it, so no write(2) or
+  // fdatasync ever runs under mu_ and concurrent commands share one sync.
   const std::string frame = EncodeFrame(record.SerializeAsString());
-  absl::Status s = journal_->Append(frame);
-  if (!s.ok()) {
-    BreakLocked(s);
-    return s;
-  }
+  batch_.append(frame);
   // A logical offset across journal generations, so a waiter's target stays
   // meaningful if a compaction swaps the file underneath it.
   written_ += frame.size();
@@ -276,19 +290,22 @@ absl::Status CommandLedger::WaitDurable(uint64_t offset) {
     if (!health_.ok()) return health_;
     if (synced_ >= offset) return absl::OkStatus();
     if (!syncing_) break;
-    // Another thread's fdatasync is in flight; it or the next one covers us.
+    // Another thread's write+sync is in flight; it or the next one covers us.
     mu_.Await(absl::Condition(
         +[](bool* syncing) { return !*syncing; }, &syncing_));
   }
   syncing_ = true;
   const uint64_t upto = written_;
+  std::string batch;
+  batch.swap(batch_);
   platform::AppendableFile* file = journal_.get();
   mu_.Unlock();
-  absl::Status s = file->Sync();
+  absl::Status s = file->Append(batch);
+  if (s.ok()) s = file->Sync();
   mu_.Lock();
   syncing_ = false;
   if (!s.ok()) {
-    // After a failed fsync the page cache can no longer be trusted
+    // After a failed write or fsync the page cache can no longer be trusted
     // (fsyncgate): refuse until a restart re-reads what is really on disk.
     BreakLocked(s);
     return s;
@@ -299,7 +316,7 @@ absl::Status CommandLedger::WaitDurable(uint64_t offset) {
 
 void CommandLedger::MaybeCompactLocked() {
   if (records_since_snapshot_ < options_.compact_after_records || pending_ != 0 || syncing_ ||
-      !health_.ok()) {
+      !batch_.empty() || !health_.ok()) {
     return;
   }
   std::vector<const LedgerEntry*> all;
@@ -337,6 +354,12 @@ void CommandLedger::MaybeCompactLocked() {
   synced_ = written_;
   records_since_snapshot_ = 0;
   entries_ = std::move(kept);
+}
+
+void CommandLedger::ForgetLocked(const std::string& id, uint64_t seq, uint64_t prev_mark) {
+  if (high_water_mark_ == seq) high_water_mark_ = prev_mark;
+  used_sequences_.erase(seq);
+  entries_.erase(id);
 }
 
 void CommandLedger::BreakLocked(const absl::Status& why) {

@@ -85,6 +85,10 @@ class CommandLedger {
   absl::Status WaitDurable(uint64_t offset) ABSL_LOCKS_EXCLUDED(mu_);
   void MaybeCompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BreakLocked(const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Undoes the in-memory admission of a command whose records never became
+  // durable (the ledger is broken by then; this keeps status truthful).
+  void ForgetLocked(const std::string& id, uint64_t seq, uint64_t prev_mark)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string JournalPath(uint64_t generation) const;
 
   platform::FileSystem* const fs_;
@@ -100,6 +104,8 @@ class CommandLedger {
   std::set<uint64_t> used_sequences_ ABSL_GUARDED_BY(mu_);
   size_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   size_t records_since_snapshot_ ABSL_GUARDED_BY(mu_) = 0;
+  // Frames waiting for the next sync leader to write them.
+  std::string batch_ ABSL_GUARDED_BY(mu_);
   // Logical byte offsets over all journal generations.
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
