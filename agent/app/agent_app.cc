@@ -201,7 +201,11 @@ absl::Status AgentApp::Reload() {
   return result;
 }
 
-void AgentApp::Tick() { publisher_.Publish(); }
+void AgentApp::Tick() {
+  // The main loop is alive and the command path answers: pet the watchdog.
+  deps_.notifier->Notify("WATCHDOG=1");
+  publisher_.Publish();
+}
 
 void AgentApp::Stop() {
   if (stopped_) return;
