@@ -2,6 +2,7 @@
 // orchestrator client (keygen, dev-pki, send, watch). Run without arguments
 // for usage.
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -340,4 +341,8 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace nodeward
 
-int main(int argc, char** argv) { return nodeward::Run(argc, argv); }
+int main(int argc, char** argv) {
+  // nodewardctl holds orchestrator signing keys: never in a core file.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  return nodeward::Run(argc, argv);
+}
