@@ -4,6 +4,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -63,6 +65,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> BuildServerCredentials(
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!tls.crl_directory().empty()) {
+    struct stat st;
+    if (stat(tls.crl_directory().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Bad(tls.crl_directory(), "CRL directory does not exist");
+    }
+    options.set_crl_directory(tls.crl_directory());
+  }
   return grpc::experimental::TlsServerCredentials(options);
 }
 

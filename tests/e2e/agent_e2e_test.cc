@@ -94,6 +94,14 @@ TEST_F(AgentE2eTest, HandshakeFailsWithoutAValidClientCertificate) {
   EXPECT_THAT(Send(agent_.Ping(1)).status, IsOk());
 }
 
+TEST_F(AgentE2eTest, RevokedClientCertificateFailsWhenCrlsAreConfigured) {
+  agent_.config().mutable_tls()->set_crl_directory(agent_.dir() + "/pki/crl");
+  StartAgent();
+  auto revoked = Send(agent_.Ping(1), "revoked-client");
+  EXPECT_EQ(revoked.status.code(), StatusCode::kUnavailable) << revoked.status;
+  EXPECT_THAT(Send(agent_.Ping(1)).status, IsOk());
+}
+
 TEST_F(AgentE2eTest, ClientSanPinningRefusesOtherIdentities) {
   agent_.config().mutable_tls()->add_allowed_client_sans("spiffe://nodeward.dev/orchestrator");
   StartAgent();

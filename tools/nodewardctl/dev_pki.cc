@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -111,6 +112,40 @@ absl::Status WritePair(const std::string& dir, const std::string& name, X509* ce
   return WriteFile(absl::StrCat(dir, "/", name, ".key"), KeyPem(key), 0600);
 }
 
+// A CRL from `ca` revoking `revoked`, written as <subject hash>.r0.
+absl::Status WriteCrl(const std::string& dir, X509* ca, EVP_PKEY* ca_key, X509* revoked) {
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("create CRL directory ", dir));
+  }
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> crl(X509_CRL_new(), X509_CRL_free);
+  X509_CRL_set_version(crl.get(), 1);
+  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca));
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> now(ASN1_TIME_new(), ASN1_TIME_free);
+  X509_gmtime_adj(now.get(), -3600);
+  X509_CRL_set1_lastUpdate(crl.get(), now.get());
+  X509_gmtime_adj(now.get(), 86400L * 30);
+  X509_CRL_set1_nextUpdate(crl.get(), now.get());
+  X509_REVOKED* entry = X509_REVOKED_new();
+  X509_REVOKED_set_serialNumber(entry, X509_get_serialNumber(revoked));
+  X509_gmtime_adj(now.get(), -60);
+  X509_REVOKED_set_revocationDate(entry, now.get());
+  X509_CRL_add0_revoked(crl.get(), entry);
+  X509_CRL_sort(crl.get());
+  if (X509_CRL_sign(crl.get(), ca_key, EVP_sha256()) == 0) {
+    return absl::InternalError("sign dev CRL: OpenSSL failed");
+  }
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509_CRL(bio, crl.get());
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  char name[32];
+  snprintf(name, sizeof(name), "%08lx.r0", X509_NAME_hash_ex(X509_get_subject_name(ca), nullptr,
+                                                             nullptr, nullptr));
+  return WriteFile(absl::StrCat(dir, "/", name), pem, 0644);
+}
+
 }  // namespace
 
 absl::Status GenerateDevPki(const DevPkiOptions& o) {
@@ -158,7 +193,11 @@ absl::Status GenerateDevPki(const DevPkiOptions& o) {
   CertSpec wrong_san = client;
   wrong_san.san = "URI:spiffe://nodeward.dev/somebody-else";
   CertPtr ws = MakeCert(wrong_san, k4.get(), ca.get(), ca_key.get());
-  return WritePair(o.out_dir, "wrong-san-client", ws.get(), k4.get());
+  if (s = WritePair(o.out_dir, "wrong-san-client", ws.get(), k4.get()); !s.ok()) return s;
+  KeyPtr k5 = NewKey();
+  CertPtr revoked = MakeCert(client, k5.get(), ca.get(), ca_key.get());
+  if (s = WritePair(o.out_dir, "revoked-client", revoked.get(), k5.get()); !s.ok()) return s;
+  return WriteCrl(o.out_dir + "/crl", ca.get(), ca_key.get(), revoked.get());
 }
 
 }  // namespace nodeward

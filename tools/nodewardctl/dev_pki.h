@@ -16,7 +16,9 @@ struct DevPkiOptions {
   std::string client_uri = "spiffe://nodeward.dev/orchestrator";
   // Also write certificates that tests expect to be refused:
   // other-ca-client.{pem,key} (issued by an unrelated CA),
-  // expired-client.{pem,key}, not-yet-valid-client.{pem,key}.
+  // expired-client.{pem,key}, not-yet-valid-client.{pem,key},
+  // wrong-san-client.{pem,key}, revoked-client.{pem,key}, and crl/ holding
+  // the CA's CRL that revokes revoked-client (hashed name, as openssl rehash).
   bool with_test_certs = false;
 };
 
