@@ -3,20 +3,15 @@
 #include "absl/strings/str_cat.h"
 #include "agent/common/logging.h"
 #include "agent/common/reason.h"
-#include "google/protobuf/util/time_util.h"
+#include "agent/common/time_util.h"
 
 namespace nodeward {
 namespace {
 
-using google::protobuf::util::TimeUtil;
 using nodeward::v1::CommandResult;
 using nodeward::v1::Outcome;
 
 constexpr size_t kRecentCommands = 20;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
 
 absl::Status FromOutcome(const Outcome& o) {
   absl::Status s(static_cast<absl::StatusCode>(o.code()), o.message());
@@ -95,7 +90,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
     applied = handler->second->Apply(*verified);
   }
   Outcome o;
-  *o.mutable_time() = ToProto(clock_->Now());
+  *o.mutable_time() = ToTimestamp(clock_->Now());
   if (applied.ok()) {
     applied->set_command_id(verified->command.command_id());
     applied->set_sequence(verified->command.sequence());
@@ -121,7 +116,7 @@ void CommandProcessor::Finish(const VerifiedCommand* verified, const RejectionFa
                               const std::string& peer,
                               const absl::StatusOr<CommandResult>& result, bool replayed) {
   nodeward::v1::AuditRecord a;
-  *a.mutable_time() = ToProto(clock_->Now());
+  *a.mutable_time() = ToTimestamp(clock_->Now());
   a.set_peer(peer);
   if (verified != nullptr) {
     a.set_command_id(verified->command.command_id());
@@ -221,7 +216,7 @@ void CommandProcessor::SetOnChange(std::function<void()> on_change) {
 void CommandProcessor::AuditEvent(const std::string& event, const std::string& message) {
   if (audit_ == nullptr) return;
   nodeward::v1::AuditRecord a;
-  *a.mutable_time() = ToProto(clock_->Now());
+  *a.mutable_time() = ToTimestamp(clock_->Now());
   a.set_event(event);
   a.set_message(message);
   absl::Status s = audit_->Append(a);

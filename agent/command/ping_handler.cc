@@ -1,6 +1,6 @@
 #include "agent/command/ping_handler.h"
 
-#include "google/protobuf/util/time_util.h"
+#include "agent/common/time_util.h"
 
 namespace nodeward {
 
@@ -10,9 +10,7 @@ absl::StatusOr<nodeward::v1::CommandResult> PingHandler::Apply(const VerifiedCom
   }
   nodeward::v1::CommandResult r;
   r.mutable_ping()->set_note(command.command.ping().note());
-  *r.mutable_ping()->mutable_agent_time() =
-      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-          absl::ToUnixNanos(clock_->Now()));
+  *r.mutable_ping()->mutable_agent_time() = ToTimestamp(clock_->Now());
   return r;
 }
 

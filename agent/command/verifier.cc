@@ -10,6 +10,7 @@
 #include "agent/common/proto_util.h"
 #include "agent/common/reason.h"
 #include "agent/common/status_macros.h"
+#include "agent/common/time_util.h"
 
 namespace nodeward {
 namespace verify {
@@ -36,10 +37,6 @@ bool IsCanonicalUuid(absl::string_view s) {
     }
   }
   return true;
-}
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
 // RFC 3339 range that google.protobuf.Timestamp allows: 0001-01-01 .. 9999-12-31.
@@ -182,8 +179,8 @@ absl::Status CheckTarget(const Command& command, const NodeIdentity& identity) {
 }
 
 absl::Status CheckTimeWindow(const Command& command, absl::Time now, const VerifierLimits& limits) {
-  const absl::Time issued = ToTime(command.issued_at());
-  const absl::Time expires = ToTime(command.expires_at());
+  const absl::Time issued = FromTimestamp(command.issued_at());
+  const absl::Time expires = FromTimestamp(command.expires_at());
   if (expires <= issued) {
     return Reject(StatusCode::kInvalidArgument, reason::kPayloadMalformed,
                   "expires_at is not after issued_at");

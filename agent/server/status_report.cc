@@ -1,15 +1,9 @@
 #include "agent/server/status_report.h"
 
-#include "google/protobuf/util/time_util.h"
+#include "agent/common/time_util.h"
 
 namespace nodeward {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
 
 std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& stats) {
   std::vector<std::string> out = info.startup_problems;
@@ -34,8 +28,8 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
     r.set_state(nodeward::v1::HealthReport::SERVING);
   }
   for (const auto& s : reasons) r.add_degraded_reasons(s);
-  *r.mutable_time() = ToProto(now);
-  *r.mutable_started_at() = ToProto(info.started_at);
+  *r.mutable_time() = ToTimestamp(now);
+  *r.mutable_started_at() = ToTimestamp(info.started_at);
   r.set_high_water_mark(stats.high_water_mark);
   r.set_commands_applied(stats.applied);
   r.set_commands_rejected(stats.rejected);
@@ -50,7 +44,7 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   r.set_version(info.version);
   r.set_node_id(info.node_id);
   r.set_boot_id(info.boot_id);
-  *r.mutable_started_at() = ToProto(info.started_at);
+  *r.mutable_started_at() = ToTimestamp(info.started_at);
   r.set_uptime_seconds(absl::ToInt64Seconds(now - info.started_at));
   r.set_listen_address(info.listen_address);
   r.set_state(nodeward::v1::HealthReport::State_Name(h.state()));
@@ -60,7 +54,7 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   r.set_commands_rejected(stats.rejected);
   r.set_commands_replayed(stats.replayed);
   r.set_trusted_keys(info.trusted_keys);
-  *r.mutable_trust_loaded_at() = ToProto(info.trust_loaded_at);
+  *r.mutable_trust_loaded_at() = ToTimestamp(info.trust_loaded_at);
   r.set_last_reload_error(info.last_reload_error);
   for (const auto& c : stats.recent) *r.add_recent_commands() = c;
   return r;

@@ -6,6 +6,7 @@
 #include "agent/common/logging.h"
 #include "agent/common/reason.h"
 #include "agent/common/status_macros.h"
+#include "agent/common/time_util.h"
 #include "agent/state/record_framing.h"
 
 namespace nodeward {
@@ -18,13 +19,6 @@ using nodeward::v1::LedgerSnapshot;
 using nodeward::v1::Outcome;
 
 constexpr uint32_t kFileMode = 0600;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  ts.set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(ts.seconds())) / absl::Nanoseconds(1)));
-  return ts;
-}
 
 absl::Status Unavailable(const absl::Status& why) {
   return Reject(StatusCode::kUnavailable, reason::kStateUnavailable,
@@ -114,7 +108,7 @@ absl::Status CommandLedger::Load(absl::Time now) {
     o.set_code(static_cast<int>(StatusCode::kAborted));
     o.set_reason(std::string(reason::kInDoubt));
     o.set_message("the agent stopped before this command's outcome was recorded; not re-applied");
-    *o.mutable_time() = ToProto(now);
+    *o.mutable_time() = ToTimestamp(now);
     JournalRecord r;
     r.mutable_outcome()->set_command_id(id);
     *r.mutable_outcome()->mutable_outcome() = o;
@@ -194,7 +188,7 @@ absl::StatusOr<CommandLedger::Admission> CommandLedger::Admit(const VerifiedComm
     in->set_command_type(command.command_type);
     in->set_payload_sha256(command.payload_sha256);
     for (const auto& k : command.signer_key_ids) in->add_signer_key_ids(k);
-    *in->mutable_received_at() = ToProto(now);
+    *in->mutable_received_at() = ToTimestamp(now);
     prev_mark = high_water_mark_;
     if (mode == Mode::kWriteAhead) {
       absl::StatusOr<uint64_t> end = AppendLocked(r);

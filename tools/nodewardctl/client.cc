@@ -14,17 +14,13 @@
 #include "nodeward/v1/agent.grpc.pb.h"
 
 namespace nodeward {
-namespace {
-
-absl::StatusOr<std::string> Slurp(const std::string& path) {
+absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("read ", path, ": cannot open"));
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
-
-}  // namespace
 
 std::string NewCommandId() {
   unsigned char b[16];
@@ -69,13 +65,13 @@ absl::StatusOr<nodeward::v1::SignedCommand> SignCommand(
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::string& target,
                                                                 const ClientTls& tls) {
   grpc::SslCredentialsOptions o;
-  absl::StatusOr<std::string> ca = Slurp(tls.ca_file);
+  absl::StatusOr<std::string> ca = ReadTextFile(tls.ca_file);
   if (!ca.ok()) return ca.status();
   o.pem_root_certs = *ca;
   if (!tls.cert_file.empty()) {
-    absl::StatusOr<std::string> cert = Slurp(tls.cert_file);
+    absl::StatusOr<std::string> cert = ReadTextFile(tls.cert_file);
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = Slurp(tls.key_file);
+    absl::StatusOr<std::string> key = ReadTextFile(tls.key_file);
     if (!key.ok()) return key.status();
     o.pem_cert_chain = *cert;
     o.pem_private_key = *key;

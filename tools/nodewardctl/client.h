@@ -18,6 +18,10 @@ namespace nodeward {
 // The reference orchestrator side: what any orchestrator must do to talk to
 // the agent (docs/protocol.md), used by nodewardctl, the tests and the bench.
 
+// A whole (small) file; NOT_FOUND naming it if it cannot be opened. Not for
+// private keys (those go through SecureBuffer).
+absl::StatusOr<std::string> ReadTextFile(const std::string& path);
+
 // Random RFC 4122 version-4 UUID, lower case.
 std::string NewCommandId();
 

@@ -89,14 +89,6 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   return a;
 }
 
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("read ", path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int Fail(const absl::Status& s) {
   std::cerr << "nodewardctl: " << s.message() << "\n";
   return 1;
@@ -148,7 +140,7 @@ int DevPki(const Args& a) {
 absl::StatusOr<nodeward::v1::SignedCommand> BuildEnvelope(const Args& a) {
   nodeward::v1::SignedCommand env;
   if (a.Has("envelope")) {
-    absl::StatusOr<std::string> text = ReadText(a.Get("envelope"));
+    absl::StatusOr<std::string> text = ReadTextFile(a.Get("envelope"));
     if (!text.ok()) return text.status();
     absl::Status s = ParseJson(*text, &env, "envelope " + a.Get("envelope"));
     if (!s.ok()) return s;
@@ -156,7 +148,7 @@ absl::StatusOr<nodeward::v1::SignedCommand> BuildEnvelope(const Args& a) {
   }
   std::string json = a.Get("command");
   if (a.Has("command-file")) {
-    absl::StatusOr<std::string> text = ReadText(a.Get("command-file"));
+    absl::StatusOr<std::string> text = ReadTextFile(a.Get("command-file"));
     if (!text.ok()) return text.status();
     json = *text;
   }
@@ -167,7 +159,7 @@ absl::StatusOr<nodeward::v1::SignedCommand> BuildEnvelope(const Args& a) {
   absl::Status s = ParseJson(json, &cmd, "command");
   if (!s.ok()) return s;
   if (cmd.boot_id().empty() && a.Has("boot-id-file")) {
-    absl::StatusOr<std::string> boot = ReadText(a.Get("boot-id-file"));
+    absl::StatusOr<std::string> boot = ReadTextFile(a.Get("boot-id-file"));
     if (!boot.ok()) return boot.status();
     cmd.set_boot_id(std::string(absl::StripAsciiWhitespace(*boot)));
   }
@@ -307,7 +299,7 @@ int Status(const Args& a) {
 
 int AuditVerify(const Args& a) {
   if (a.positional.size() < 3) return Fail(absl::InvalidArgumentError("audit verify FILE"));
-  absl::StatusOr<std::string> text = ReadText(a.positional[2]);
+  absl::StatusOr<std::string> text = ReadTextFile(a.positional[2]);
   if (!text.ok()) return Fail(text.status());
   absl::StatusOr<AuditSummary> v = VerifyAuditChain(*text);
   if (!v.ok()) {
