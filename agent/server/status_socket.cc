@@ -31,6 +31,12 @@ absl::Status StatusSocketServer::Start(const StatusSocketOptions& options) {
         absl::StrCat("status socket path '", options.path, "' is empty or too long"));
   }
   std::memcpy(addr.sun_path, options.path.c_str(), options.path.size() + 1);
+  // The directory is normally systemd's RuntimeDirectory (0750); create it
+  // the same way when the agent runs outside systemd.
+  const std::string dir = options.path.substr(0, options.path.rfind('/'));
+  if (!dir.empty() && mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("create status socket directory ", dir));
+  }
   struct stat st;
   if (lstat(options.path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
