@@ -309,8 +309,11 @@ absl::Status CommandLedger::WaitDurable(uint64_t offset) {
 }
 
 void CommandLedger::MaybeCompactLocked() {
-  if (records_since_snapshot_ < options_.compact_after_records || pending_ != 0 || syncing_ ||
-      !batch_.empty() || !health_.ok()) {
+  // Only the sync leader's file access happens outside mu_, so that is the
+  // one thing to wait for. Commands in flight are carried over: their
+  // entries (intent, no outcome yet) go into the snapshot, so queued frames
+  // and waiters are covered by it, and their outcomes go to the new journal.
+  if (records_since_snapshot_ < options_.compact_after_records || syncing_ || !health_.ok()) {
     return;
   }
   std::vector<const LedgerEntry*> all;
@@ -324,7 +327,7 @@ void CommandLedger::MaybeCompactLocked() {
   std::map<std::string, LedgerEntry> kept;
   for (const LedgerEntry* e : all) {
     bool in_window = high_water_mark_ - e->intent().sequence() < options_.sequence_window;
-    if (kept.size() >= options_.retain_entries && !in_window) break;
+    if (kept.size() >= options_.retain_entries && !in_window && e->has_outcome()) continue;
     *snap.add_entries() = *e;
     kept[e->intent().command_id()] = *e;
   }
@@ -344,7 +347,8 @@ void CommandLedger::MaybeCompactLocked() {
   (void)fs_->RemoveFile(JournalPath(generation_));
   ++generation_;
   journal_ = std::move(next).value();
-  // Everything written so far is in the durable snapshot now.
+  // Everything written or queued so far is in the durable snapshot now.
+  batch_.clear();
   synced_ = written_;
   records_since_snapshot_ = 0;
   entries_ = std::move(kept);

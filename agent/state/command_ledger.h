@@ -24,7 +24,8 @@ struct LedgerOptions {
   uint32_t sequence_window = 0;
   // Compact the journal into the snapshot after this many records.
   size_t compact_after_records = 4096;
-  // Entries kept by a compaction (newest by sequence), for replay answers.
+  // Finished entries kept by a compaction (newest by sequence), for replay
+  // answers; unfinished ones and those inside the sequence window are always kept.
   size_t retain_entries = 1024;
 };
 

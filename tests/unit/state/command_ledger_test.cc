@@ -284,6 +284,45 @@ TEST_F(LedgerTest, ConcurrentCommandsAcrossCompactionsAllSucceed) {
   EXPECT_EQ(Open(o)->high_water_mark(), 400u);
 }
 
+// Compaction does not wait for a quiet moment: a command in flight is carried
+// into the snapshot and finishes in the new journal.
+TEST_F(LedgerTest, CompactionCarriesCommandsInFlight) {
+  LedgerOptions o;
+  o.compact_after_records = 4;
+  o.retain_entries = 1;
+  {
+    auto l = Open(o);
+    ASSERT_THAT(l->Admit(Cmd(1), now_), IsOk());  // in flight throughout
+    AdmitAndFinish(l.get(), 2);
+    AdmitAndFinish(l.get(), 3);                    // crosses the threshold
+    EXPECT_FALSE(fs_.Exists("/state/journal.1"));
+    ASSERT_THAT(l->RecordOutcome(Cmd(1).command.command_id(), Ok()), IsOk());
+  }
+  fs_.Crash();
+  auto l = Open(o);
+  EXPECT_TRUE(l->recovered_in_doubt().empty());
+  auto a = l->Admit(Cmd(1), now_);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_TRUE(a->replay);
+  EXPECT_EQ(a->recorded.result(), "recorded-result");
+  EXPECT_EQ(l->high_water_mark(), 3u);
+}
+
+TEST_F(LedgerTest, CrashAfterCompactionLeavesInFlightCommandInDoubt) {
+  LedgerOptions o;
+  o.compact_after_records = 4;
+  o.retain_entries = 1;
+  {
+    auto l = Open(o);
+    ASSERT_THAT(l->Admit(Cmd(1), now_), IsOk());
+    AdmitAndFinish(l.get(), 2);
+    AdmitAndFinish(l.get(), 3);
+  }
+  fs_.Crash();
+  auto l = Open(o);
+  EXPECT_EQ(l->recovered_in_doubt(), std::vector<std::string>{Cmd(1).command.command_id()});
+}
+
 TEST_F(LedgerTest, WindowAcceptsUnusedSequencesBelowMarkOnce) {
   LedgerOptions o;
   o.sequence_window = 4;
