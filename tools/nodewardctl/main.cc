@@ -28,6 +28,7 @@
 #include "grpcpp/client_context.h"
 #include "nodeward/v1/agent.grpc.pb.h"
 #include "nodeward/v1/state.pb.h"
+#include "tools/nodewardctl/backup_cli.h"
 #include "tools/nodewardctl/client.h"
 #include "tools/nodewardctl/dev_pki.h"
 
@@ -39,6 +40,13 @@ constexpr char kUsage[] = R"(usage: nodewardctl COMMAND [options]
 Local (on the VM):
   status [--socket PATH] [--json]          agent status from the local socket
   audit verify FILE                        check the audit hash chain
+
+Backup encryption (docs/backup-format.md):
+  backup keygen --out PREFIX               RSA-3072: PREFIX.key (PKCS#8, 0600), PREFIX.pub
+  backup encrypt --public-key F [--format v2|v1] [--in F] [--out F] [--chunk-size N]
+  backup decrypt --private-key F [--private-key F2 ...] [--in F] [--out F] [--accept-empty]
+  backup inspect [--in F]
+    exit: 0 ok, 1 usage/io, 2 integrity failure, 3 no key fits, 4 not a backup/bad key
 
 Reference orchestrator client:
   keygen --out PREFIX                      Ed25519 signing key: PREFIX.key (0600),
@@ -69,7 +77,8 @@ struct Args {
 };
 
 absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
-  static const std::set<std::string> kBool = {"json", "dry-run", "with-test-certs"};
+  static const std::set<std::string> kBool = {"json", "dry-run", "with-test-certs",
+                                              "accept-empty"};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
@@ -323,6 +332,9 @@ int Run(int argc, char** argv) {
   if (cmd == "send") return Send(*a);
   if (cmd == "watch") return Watch(*a);
   if (cmd == "status") return Status(*a);
+  if (cmd == "backup") {
+    return RunBackupCommand({a->positional.begin() + 1, a->positional.end()}, a->values);
+  }
   if (cmd == "audit" && a->positional.size() > 1 && a->positional[1] == "verify") {
     return AuditVerify(*a);
   }

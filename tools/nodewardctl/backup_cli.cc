@@ -1,0 +1,297 @@
+#include "tools/nodewardctl/backup_cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/backup/backup_format.h"
+#include "agent/common/status_macros.h"
+
+namespace nodeward {
+namespace {
+
+using backup::ByteSink;
+using backup::ByteSource;
+
+class FdSource final : public ByteSource {
+ public:
+  explicit FdSource(int fd) : fd_(fd) {}
+  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+    while (true) {
+      ssize_t r = read(fd_, buf, n);
+      if (r >= 0) return static_cast<size_t>(r);
+      if (errno != EINTR) return absl::ErrnoToStatus(errno, "read backup input");
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+// Bytes already read (to tell the format) followed by the rest.
+class PrefixSource final : public ByteSource {
+ public:
+  PrefixSource(std::string prefix, ByteSource* rest) : prefix_(std::move(prefix)), rest_(rest) {}
+  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+    if (pos_ < prefix_.size()) {
+      size_t k = std::min(n, prefix_.size() - pos_);
+      std::memcpy(buf, prefix_.data() + pos_, k);
+      pos_ += k;
+      return k;
+    }
+    return rest_->Read(buf, n);
+  }
+
+ private:
+  std::string prefix_;
+  size_t pos_ = 0;
+  ByteSource* rest_;
+};
+
+class FdSink final : public ByteSink {
+ public:
+  explicit FdSink(int fd) : fd_(fd) {}
+  absl::Status Write(absl::string_view d) override {
+    while (!d.empty()) {
+      ssize_t w = write(fd_, d.data(), d.size());
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return absl::ErrnoToStatus(errno, "write backup output");
+      d.remove_prefix(static_cast<size_t>(w));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_;
+};
+
+// --out FILE: written to a temp file beside it and renamed only on success,
+// so a failed run never leaves partial (or unauthenticated) output there.
+class OutputFile {
+ public:
+  absl::Status Open(const std::string& path) {
+    path_ = path;
+    tmp_ = path + ".nwtmp-XXXXXX";
+    fd_ = mkstemp(tmp_.data());
+    if (fd_ < 0) return absl::ErrnoToStatus(errno, "create " + tmp_);
+    return absl::OkStatus();
+  }
+  int fd() const { return fd_; }
+  absl::Status Commit() {
+    if (fsync(fd_) != 0) return absl::ErrnoToStatus(errno, "fsync " + tmp_);
+    close(fd_);
+    fd_ = -1;
+    if (rename(tmp_.c_str(), path_.c_str()) != 0) return absl::ErrnoToStatus(errno, "rename to " + path_);
+    tmp_.clear();
+    return absl::OkStatus();
+  }
+  ~OutputFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!tmp_.empty()) unlink(tmp_.c_str());
+  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+std::string Get(const std::multimap<std::string, std::string>& o, const std::string& k) {
+  auto it = o.find(k);
+  return it == o.end() ? std::string() : it->second;
+}
+
+int ExitCode(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk:
+      return 0;
+    case absl::StatusCode::kDataLoss:
+      return 2;
+    case absl::StatusCode::kPermissionDenied:
+      return 3;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kUnimplemented:
+      return 4;
+    default:
+      return 1;
+  }
+}
+
+int Fail(const std::string& verb, const absl::Status& s) {
+  std::cerr << "nodewardctl backup " << verb << ": " << s.message() << "\n";
+  return ExitCode(s);
+}
+
+absl::StatusOr<int> OpenInput(const std::multimap<std::string, std::string>& o) {
+  std::string in = Get(o, "in");
+  if (in.empty() || in == "-") return 0;
+  int fd = open(in.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "open " + in);
+  return fd;
+}
+
+absl::Status WriteKeyFile(const std::string& path, absl::string_view data, mode_t mode) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "create " + path);
+  FdSink sink(fd);
+  absl::Status s = sink.Write(data);
+  if (s.ok() && fsync(fd) != 0) s = absl::ErrnoToStatus(errno, "fsync " + path);
+  close(fd);
+  return s;
+}
+
+int Keygen(const std::multimap<std::string, std::string>& o) {
+  std::string prefix = Get(o, "out");
+  if (prefix.empty()) return Fail("keygen", absl::InvalidArgumentError("--out PREFIX is required"));
+  auto key = backup::RsaPrivateKey::Generate();
+  if (!key.ok()) return Fail("keygen", key.status());
+  auto pem = key->ToPkcs8Pem();
+  if (!pem.ok()) return Fail("keygen", pem.status());
+  absl::Status s = WriteKeyFile(prefix + ".key", pem->view(), 0600);
+  if (s.ok()) s = WriteKeyFile(prefix + ".pub", key->public_key().ToPem(), 0644);
+  if (!s.ok()) return Fail("keygen", s);
+  std::cout << "key_id " << key->public_key().key_id_hex() << "\n"
+            << "wrote " << prefix << ".key (RSA-3072 private, PKCS#8, 0600) and " << prefix
+            << ".pub (public, SPKI)\n";
+  return 0;
+}
+
+int Encrypt(const std::multimap<std::string, std::string>& o) {
+  std::string fmt = Get(o, "format");
+  backup::Format format = backup::Format::kV2;
+  if (fmt == "v1") {
+    format = backup::Format::kV1;
+  } else if (!fmt.empty() && fmt != "v2") {
+    return Fail("encrypt", absl::InvalidArgumentError("--format is v1 or v2"));
+  }
+  size_t chunk = backup::kDefaultChunkSize;
+  if (!Get(o, "chunk-size").empty() && !absl::SimpleAtoi(Get(o, "chunk-size"), &chunk)) {
+    return Fail("encrypt", absl::InvalidArgumentError("--chunk-size is not a number"));
+  }
+  if (Get(o, "public-key").empty()) {
+    return Fail("encrypt", absl::InvalidArgumentError("--public-key FILE is required"));
+  }
+  auto key = backup::RsaPublicKey::FromPemFile(Get(o, "public-key"));
+  if (!key.ok()) return Fail("encrypt", key.status());
+  auto in_fd = OpenInput(o);
+  if (!in_fd.ok()) return Fail("encrypt", in_fd.status());
+  FdSource in(*in_fd);
+  OutputFile file;
+  int out_fd = 1;
+  std::string out = Get(o, "out");
+  if (!out.empty() && out != "-") {
+    if (absl::Status s = file.Open(out); !s.ok()) return Fail("encrypt", s);
+    out_fd = file.fd();
+  }
+  FdSink sink(out_fd);
+  absl::Status s = backup::Encrypt(format, *key, &in, &sink, chunk);
+  if (s.ok() && out_fd != 1) s = file.Commit();
+  if (*in_fd != 0) close(*in_fd);
+  return s.ok() ? 0 : Fail("encrypt", s);
+}
+
+int Decrypt(const std::multimap<std::string, std::string>& o) {
+  std::vector<backup::RsaPrivateKey> keys;
+  for (auto [b, e] = o.equal_range("private-key"); b != e; ++b) {
+    auto k = backup::RsaPrivateKey::FromPemFile(b->second);
+    if (!k.ok()) return Fail("decrypt", k.status());
+    keys.push_back(std::move(k).value());
+  }
+  if (keys.empty()) {
+    return Fail("decrypt", absl::InvalidArgumentError("--private-key FILE is required"));
+  }
+  std::vector<const backup::RsaPrivateKey*> ptrs;
+  for (const auto& k : keys) ptrs.push_back(&k);
+  auto in_fd = OpenInput(o);
+  if (!in_fd.ok()) return Fail("decrypt", in_fd.status());
+  FdSource raw(*in_fd);
+  // Peek at the magic: v1 to stdout must be spooled (its one tag comes last).
+  std::string prefix(6, '\0');
+  size_t got = 0;
+  while (got < prefix.size()) {
+    auto r = raw.Read(prefix.data() + got, prefix.size() - got);
+    if (!r.ok()) return Fail("decrypt", r.status());
+    if (*r == 0) break;
+    got += *r;
+  }
+  prefix.resize(got);
+  PrefixSource in(prefix, &raw);
+  auto format = backup::DetectFormat(prefix);
+
+  OutputFile file;
+  int out_fd = 1;
+  FILE* spool = nullptr;
+  std::string out = Get(o, "out");
+  if (!out.empty() && out != "-") {
+    if (absl::Status s = file.Open(out); !s.ok()) return Fail("decrypt", s);
+    out_fd = file.fd();
+  } else if (format.ok() && *format == backup::Format::kV1) {
+    spool = tmpfile();  // unlinked; gone with the process whatever happens
+    if (spool == nullptr) return Fail("decrypt", absl::ErrnoToStatus(errno, "create spool file"));
+    out_fd = fileno(spool);
+  }
+  FdSink sink(out_fd);
+  backup::DecryptInfo info;
+  absl::Status s = backup::Decrypt(ptrs, &in, &sink, &info, Get(o, "accept-empty") == "1");
+  if (*in_fd != 0) close(*in_fd);
+  if (s.ok() && spool != nullptr) {
+    // Verified: now release the plaintext.
+    if (lseek(out_fd, 0, SEEK_SET) != 0) s = absl::ErrnoToStatus(errno, "rewind spool");
+    FdSource back(out_fd);
+    FdSink stdout_sink(1);
+    char buf[1 << 16];
+    while (s.ok()) {
+      auto r = back.Read(buf, sizeof(buf));
+      if (!r.ok()) s = r.status();
+      if (!s.ok() || *r == 0) break;
+      s = stdout_sink.Write(absl::string_view(buf, *r));
+    }
+  }
+  if (spool != nullptr) fclose(spool);
+  if (s.ok() && out_fd != 1 && spool == nullptr) s = file.Commit();
+  if (!s.ok()) return Fail("decrypt", s);
+  std::cerr << "verified " << (info.format == backup::Format::kV2 ? "v2" : "v1 (pghoa1)")
+            << " backup, key " << info.key_id_hex << "\n";
+  return 0;
+}
+
+int Inspect(const std::multimap<std::string, std::string>& o) {
+  auto in_fd = OpenInput(o);
+  if (!in_fd.ok()) return Fail("inspect", in_fd.status());
+  FdSource in(*in_fd);
+  auto h = backup::Inspect(&in);
+  if (*in_fd != 0) close(*in_fd);
+  if (!h.ok()) return Fail("inspect", h.status());
+  if (h->format == backup::Format::kV1) {
+    std::cout << "format: v1 (pghoa1, pghoard/rohmu)\nwrapped key: " << h->wrapped_key_bytes
+              << " bytes (RSA-" << h->wrapped_key_bytes * 8
+              << ", OAEP-SHA1)\nkey id: not recorded in v1 files\n";
+  } else {
+    std::cout << "format: v2 (NWBK version " << h->version << ")\nkey id: " << h->key_id_hex
+              << "\nwrapped key: " << h->wrapped_key_bytes << " bytes (RSA-"
+              << h->wrapped_key_bytes * 8 << ", OAEP-SHA256)\nchunk size: " << h->chunk_size
+              << "\n";
+  }
+  std::cout << "(header only: nothing was authenticated)\n";
+  return 0;
+}
+
+}  // namespace
+
+int RunBackupCommand(const std::vector<std::string>& words,
+                     const std::multimap<std::string, std::string>& options) {
+  const std::string verb = words.empty() ? "" : words[0];
+  if (verb == "keygen") return Keygen(options);
+  if (verb == "encrypt") return Encrypt(options);
+  if (verb == "decrypt") return Decrypt(options);
+  if (verb == "inspect") return Inspect(options);
+  std::cerr << "usage: nodewardctl backup keygen|encrypt|decrypt|inspect (see nodewardctl)\n";
+  return 1;
+}
+
+}  // namespace nodeward
