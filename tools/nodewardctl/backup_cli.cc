@@ -255,6 +255,7 @@ int Decrypt(const std::multimap<std::string, std::string>& o) {
   if (spool != nullptr) fclose(spool);
   if (s.ok() && out_fd != 1 && spool == nullptr) s = file.Commit();
   if (!s.ok()) return Fail("decrypt", s);
+  if (Get(o, "quiet") == "1") return 0;
   std::cerr << "verified " << (info.format == backup::Format::kV2 ? "v2" : "v1 (pghoa1)")
             << " backup, key " << info.key_id_hex << "\n";
   return 0;

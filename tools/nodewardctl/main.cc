@@ -44,7 +44,7 @@ Local (on the VM):
 Backup encryption (docs/backup-format.md):
   backup keygen --out PREFIX               RSA-3072: PREFIX.key (PKCS#8, 0600), PREFIX.pub
   backup encrypt --public-key F [--format v2|v1] [--in F] [--out F] [--chunk-size N]
-  backup decrypt --private-key F [--private-key F2 ...] [--in F] [--out F] [--accept-empty]
+  backup decrypt --private-key F [--private-key F2 ...] [--in F] [--out F] [--accept-empty] [--quiet]
   backup inspect [--in F]
     exit: 0 ok, 1 usage/io, 2 integrity failure, 3 no key fits, 4 not a backup/bad key
 
@@ -78,7 +78,7 @@ struct Args {
 
 absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   static const std::set<std::string> kBool = {"json", "dry-run", "with-test-certs",
-                                              "accept-empty"};
+                                              "accept-empty", "quiet"};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
