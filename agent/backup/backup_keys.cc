@@ -135,17 +135,7 @@ absl::StatusOr<RsaPrivateKey> RsaPrivateKey::FromPemFile(const std::string& path
 }
 
 absl::StatusOr<SecureBuffer> RsaPrivateKey::ToPkcs8Pem() const {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_secmem()));
-  if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr,
-                                            nullptr) != 1) {
-    return absl::InternalError("encode backup private key: OpenSSL failed");
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  absl::StatusOr<SecureBuffer> out = SecureBuffer::Create(static_cast<size_t>(len));
-  if (!out.ok()) return out.status();
-  std::memcpy(out->data(), data, static_cast<size_t>(len));
-  return out;
+  return PrivateKeyToPkcs8Pem(key_.get());
 }
 
 absl::StatusOr<std::string> OaepWrap(const RsaPublicKey& key, absl::string_view md,

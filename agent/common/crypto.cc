@@ -41,6 +41,21 @@ std::string HexEncode(absl::string_view bytes) {
   return out;
 }
 
+absl::StatusOr<SecureBuffer> PrivateKeyToPkcs8Pem(EVP_PKEY* key) {
+  // BIO_s_secmem keeps the encoded key in OpenSSL's secure heap when enabled.
+  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_secmem()));
+  if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr,
+                                            nullptr) != 1) {
+    return absl::InternalError("encode private key: OpenSSL failed");
+  }
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  absl::StatusOr<SecureBuffer> out = SecureBuffer::Create(static_cast<size_t>(len));
+  if (!out.ok()) return out.status();
+  std::memcpy(out->data(), data, static_cast<size_t>(len));
+  return out;
+}
+
 std::string Pae(absl::string_view payload_type, absl::string_view payload) {
   return absl::StrCat("DSSEv1 ", payload_type.size(), " ", payload_type, " ", payload.size(), " ",
                       payload);
@@ -100,18 +115,7 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPemFile(const std::stri
 }
 
 absl::StatusOr<SecureBuffer> Ed25519PrivateKey::ToPem() const {
-  // BIO_s_secmem keeps the encoded key in OpenSSL's secure heap when enabled.
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_secmem()));
-  if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr,
-                                            nullptr) != 1) {
-    return absl::InternalError("encode signing key: OpenSSL failed");
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  absl::StatusOr<SecureBuffer> out = SecureBuffer::Create(static_cast<size_t>(len));
-  if (!out.ok()) return out.status();
-  std::memcpy(out->data(), data, static_cast<size_t>(len));
-  return out;
+  return PrivateKeyToPkcs8Pem(key_.get());
 }
 
 absl::StatusOr<std::string> Ed25519PrivateKey::Sign(absl::string_view message) const {

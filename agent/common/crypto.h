@@ -16,6 +16,10 @@ namespace nodeward {
 std::string Sha256(absl::string_view data);
 std::string HexEncode(absl::string_view bytes);
 
+// Unencrypted PKCS#8 PEM of any private key, encoded in OpenSSL's secure
+// heap and returned in a SecureBuffer.
+absl::StatusOr<SecureBuffer> PrivateKeyToPkcs8Pem(EVP_PKEY* key);
+
 // DSSE v1 pre-authentication encoding:
 // "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body, LEN as ASCII decimal.
 std::string Pae(absl::string_view payload_type, absl::string_view payload);
