@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/app/config.h"
+#include "agent/backup/backup_key_store.h"
 #include "agent/command/ping_handler.h"
 #include "agent/common/logging.h"
 #include "agent/common/proto_util.h"
@@ -106,6 +107,9 @@ absl::Status AgentApp::BuildPipelineStep() {
   }
   HandlerMap handlers;
   handlers["ping"] = std::make_unique<PingHandler>(deps_.clock.get());
+  backup_keys_ = std::make_unique<backup::BackupKeyStore>(deps_.fs.get(), config_.backup_key_dir());
+  handlers["provision_backup_key"] =
+      std::make_unique<backup::ProvisionBackupKeyHandler>(backup_keys_.get());
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
       ledger_.get(), audit_.get(), std::move(handlers));

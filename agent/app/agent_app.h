@@ -9,6 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/backup/backup_key_store.h"
 #include "agent/command/command_processor.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
@@ -71,6 +72,7 @@ class AgentApp {
   nodeward::v1::AgentConfig config_;
   NodeIdentity identity_;
   std::unique_ptr<CommandLedger> ledger_;
+  std::unique_ptr<backup::BackupKeyStore> backup_keys_;
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<CommandProcessor> processor_;
   HealthPublisher publisher_;

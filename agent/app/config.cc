@@ -19,6 +19,9 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
   if (c.boot_id_file().empty()) c.set_boot_id_file(kDefaultBootIdFile);
   if (c.state_dir().empty()) c.set_state_dir(kDefaultStateDir);
   if (c.audit_file().empty()) c.set_audit_file(absl::StrCat(c.state_dir(), "/audit.jsonl"));
+  if (c.backup_key_dir().empty()) {
+    c.set_backup_key_dir(absl::StrCat(c.state_dir(), "/backup-keys"));
+  }
   if (c.status_socket().path().empty()) c.mutable_status_socket()->set_path(kDefaultStatusSocket);
   auto* l = c.mutable_limits();
   if (l->max_envelope_bytes() == 0) l->set_max_envelope_bytes(65536);

@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "agent/backup/backup_keys.h"
 #include "agent/common/reason.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -327,6 +329,78 @@ TEST_F(AgentE2eTest, AuditVerifyCliCatchesTampering) {
   ASSERT_EQ(RunCommand("sed -i 's/\"rejected\"/\"applied\"/' " + audit, &out), 0);
   EXPECT_EQ(RunCommand(absl::StrCat(NODEWARDCTL_BIN, " audit verify ", audit), &out), 1);
   EXPECT_TRUE(absl::StrContains(out, "BROKEN")) << out;
+}
+
+TEST_F(AgentE2eTest, ProvisionBackupKeyInstallsKeyFiles) {
+  auto* p = agent_.config().mutable_trust()->add_policies();
+  p->set_command_type("provision_backup_key");
+  p->add_allowed_roles("orchestrator");
+  StartAgent();
+  auto key = backup::RsaPrivateKey::Generate().value();
+  auto other = backup::RsaPrivateKey::Generate().value();
+  auto make = [&](uint64_t seq, const backup::RsaPrivateKey& priv) {
+    nodeward::v1::Command c;
+    c.set_node_id(agent_.node_id());
+    c.set_boot_id(agent_.boot_id());
+    c.set_sequence(seq);
+    auto* b = c.mutable_provision_backup_key();
+    b->set_service_id("pg-main");
+    b->set_public_key_pem(key.public_key().ToPem());
+    auto pem = priv.ToPkcs8Pem().value();
+    b->set_private_key_pem(std::string(pem.view()));
+    FillCommandDefaults(&c, absl::Now(), absl::Minutes(5));
+    return SignCommand(c, {&agent_.key()}).value();
+  };
+  // A private key that does not match: refused, nothing installed.
+  auto bad = Send(make(1, other));
+  EXPECT_EQ(bad.status.code(), StatusCode::kInvalidArgument) << bad.status;
+  EXPECT_EQ(bad.reason, reason::kApplyFailed);
+  const std::string dir = agent_.config().state_dir() + "/backup-keys/pg-main";
+  struct stat st;
+  EXPECT_NE(stat((dir + "/current").c_str(), &st), 0);
+
+  auto env = make(2, key);
+  auto ok = Send(env);
+  ASSERT_THAT(ok.status, IsOk()) << agent_.Log();
+  const std::string id = key.public_key().key_id_hex();
+  EXPECT_EQ(ok.result.backup_key().key_id(), id);
+  EXPECT_TRUE(ok.result.backup_key().changed());
+  ASSERT_EQ(stat((dir + "/" + id + ".key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::string out;
+  EXPECT_EQ(RunCommand("cat " + dir + "/current", &out), 0);
+  EXPECT_EQ(out, id + "\n");
+  // The installed public key encrypts; the caller's private key decrypts.
+  const std::string plain = agent_.dir() + "/plain", enc = agent_.dir() + "/enc";
+  ASSERT_EQ(RunCommand("head -c 100000 /dev/urandom > " + plain, &out), 0);
+  ASSERT_EQ(RunCommand(absl::StrCat(NODEWARDCTL_BIN, " backup encrypt --public-key ", dir, "/",
+                                    id, ".pub --in ", plain, " --out ", enc),
+                       &out),
+            0)
+      << out;
+  ASSERT_EQ(RunCommand(absl::StrCat(NODEWARDCTL_BIN, " backup decrypt --quiet --private-key ",
+                                    dir, "/", id, ".key --in ", enc, " | cmp - ", plain),
+                       &out),
+            0)
+      << out;
+  // Exact replay: recorded outcome, nothing re-applied.
+  auto again = Send(env);
+  ASSERT_THAT(again.status, IsOk());
+  EXPECT_TRUE(again.result.replayed());
+}
+
+TEST_F(AgentE2eTest, ProvisionBackupKeyNeedsAPolicy) {
+  StartAgent();
+  auto key = backup::RsaPrivateKey::Generate().value();
+  nodeward::v1::Command c;
+  c.set_node_id(agent_.node_id());
+  c.set_boot_id(agent_.boot_id());
+  c.set_sequence(1);
+  c.mutable_provision_backup_key()->set_service_id("pg-main");
+  c.mutable_provision_backup_key()->set_public_key_pem(key.public_key().ToPem());
+  FillCommandDefaults(&c, absl::Now(), absl::Minutes(5));
+  auto out = Send(SignCommand(c, {&agent_.key()}).value());
+  EXPECT_EQ(out.reason, reason::kKeyNotAllowed);
 }
 
 TEST_F(AgentE2eTest, StatusCliPrintsHumanSummary) {
