@@ -16,6 +16,14 @@ class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual absl::StatusOr<size_t> Read(char* buffer, size_t size) = 0;
+  // Optional zero-copy path (a memory-mapped file): the next min(size,
+  // remaining) bytes, consumed by the call and valid until the next call.
+  // Sources that cannot do this keep the default and are read with Read.
+  virtual bool CanView() const { return false; }
+  virtual absl::StatusOr<absl::string_view> ReadView(size_t size) {
+    (void)size;
+    return absl::UnimplementedError("ReadView");
+  }
 };
 class ByteSink {
  public:

@@ -1,12 +1,14 @@
 #include "tools/nodewardctl/backup_cli.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -34,6 +36,49 @@ class FdSource final : public ByteSource {
   int fd_;
 };
 
+// A regular input file, memory-mapped so the cipher reads it in place.
+// Pages already consumed are dropped as it goes, so resident memory stays
+// bounded whatever the file size.
+class MappedSource final : public ByteSource {
+ public:
+  static std::unique_ptr<MappedSource> Open(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return nullptr;
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return nullptr;
+    madvise(p, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
+    return std::unique_ptr<MappedSource>(
+        new MappedSource(static_cast<const char*>(p), static_cast<size_t>(st.st_size)));
+  }
+  ~MappedSource() override { munmap(const_cast<char*>(base_), size_); }
+  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+    absl::string_view v = Take(n);
+    std::memcpy(buf, v.data(), v.size());
+    return v.size();
+  }
+  bool CanView() const override { return true; }
+  absl::StatusOr<absl::string_view> ReadView(size_t n) override { return Take(n); }
+
+ private:
+  MappedSource(const char* base, size_t size) : base_(base), size_(size) {}
+  absl::string_view Take(size_t n) {
+    constexpr size_t kDrop = 64 << 20;
+    if (pos_ - dropped_ >= kDrop + (1 << 20)) {
+      size_t upto = (pos_ - (1 << 20)) & ~size_t{4095};
+      madvise(const_cast<char*>(base_) + dropped_, upto - dropped_, MADV_DONTNEED);
+      dropped_ = upto;
+    }
+    size_t k = std::min(n, size_ - pos_);
+    absl::string_view v(base_ + pos_, k);
+    pos_ += k;
+    return v;
+  }
+  const char* base_;
+  size_t size_;
+  size_t pos_ = 0;
+  size_t dropped_ = 0;
+};
+
 // Bytes already read (to tell the format) followed by the rest.
 class PrefixSource final : public ByteSource {
  public:
@@ -47,8 +92,22 @@ class PrefixSource final : public ByteSource {
     }
     return rest_->Read(buf, n);
   }
+  bool CanView() const override { return rest_->CanView(); }
+  absl::StatusOr<absl::string_view> ReadView(size_t n) override {
+    if (pos_ >= prefix_.size()) return rest_->ReadView(n);
+    // Rare: a view that starts inside the prefix is assembled in a buffer.
+    scratch_.resize(n);
+    size_t got = 0;
+    while (got < n) {
+      ASSIGN_OR_RETURN(size_t r, Read(scratch_.data() + got, n - got));
+      if (r == 0) break;
+      got += r;
+    }
+    return absl::string_view(scratch_.data(), got);
+  }
 
  private:
+  std::string scratch_;
   std::string prefix_;
   size_t pos_ = 0;
   ByteSource* rest_;
@@ -180,7 +239,9 @@ int Encrypt(const std::multimap<std::string, std::string>& o) {
   if (!key.ok()) return Fail("encrypt", key.status());
   auto in_fd = OpenInput(o);
   if (!in_fd.ok()) return Fail("encrypt", in_fd.status());
-  FdSource in(*in_fd);
+  FdSource fd_in(*in_fd);
+  std::unique_ptr<MappedSource> mapped = MappedSource::Open(*in_fd);
+  ByteSource& in = mapped ? static_cast<ByteSource&>(*mapped) : fd_in;
   OutputFile file;
   int out_fd = 1;
   std::string out = Get(o, "out");
@@ -209,7 +270,9 @@ int Decrypt(const std::multimap<std::string, std::string>& o) {
   for (const auto& k : keys) ptrs.push_back(&k);
   auto in_fd = OpenInput(o);
   if (!in_fd.ok()) return Fail("decrypt", in_fd.status());
-  FdSource raw(*in_fd);
+  FdSource fd_raw(*in_fd);
+  std::unique_ptr<MappedSource> mapped = MappedSource::Open(*in_fd);
+  ByteSource& raw = mapped ? static_cast<ByteSource&>(*mapped) : fd_raw;
   // Peek at the magic: v1 to stdout must be spooled (its one tag comes last).
   std::string prefix(6, '\0');
   size_t got = 0;
