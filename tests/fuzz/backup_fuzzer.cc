@@ -8,35 +8,12 @@
 #include <cstring>
 
 #include "agent/backup/backup_format.h"
+#include "tests/common/backup_test_util.h"
 
 namespace {
 
-using nodeward::backup::ByteSink;
-using nodeward::backup::ByteSource;
-
-class Src final : public ByteSource {
- public:
-  explicit Src(std::string d) : d_(std::move(d)) {}
-  absl::StatusOr<size_t> Read(char* b, size_t n) override {
-    size_t k = std::min(n, d_.size() - p_);
-    std::memcpy(b, d_.data() + p_, k);
-    p_ += k;
-    return k;
-  }
-
- private:
-  std::string d_;
-  size_t p_ = 0;
-};
-
-class Sink final : public ByteSink {
- public:
-  absl::Status Write(absl::string_view d) override {
-    out.append(d.data(), d.size());
-    return absl::OkStatus();
-  }
-  std::string out;
-};
+using Src = nodeward::testing::StringSource;
+using Sink = nodeward::testing::StringSink;
 
 struct Fixture {
   // 3072-bit generation is slow but happens once per fuzzing process.
@@ -46,7 +23,7 @@ struct Fixture {
     Src in(std::string(100, 'p'));
     Sink out;
     (void)nodeward::backup::Encrypt(nodeward::backup::Format::kV2, key.public_key(), &in, &out, 16);
-    v2 = out.out;
+    v2 = out.data;
   }
 };
 

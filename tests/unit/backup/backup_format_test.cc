@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/common/crypto.h"
 #include "gtest/gtest.h"
+#include "tests/common/backup_test_util.h"
 #include "tests/common/status_matchers.h"
 
 namespace nodeward::backup {
@@ -20,64 +21,10 @@ namespace {
 using testing::IsOk;
 using testing::StatusIs;
 
-// Hands out at most `step` bytes per Read, to show block sizes never matter.
-class StringSource final : public ByteSource {
- public:
-  explicit StringSource(std::string data, size_t step = 1 << 30)
-      : data_(std::move(data)), step_(step) {}
-  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
-    size_t k = std::min({n, step_, data_.size() - pos_});
-    std::memcpy(buf, data_.data() + pos_, k);
-    pos_ += k;
-    return k;
-  }
-
- private:
-  std::string data_;
-  size_t step_;
-  size_t pos_ = 0;
-};
-
-// Offers the zero-copy path, as a memory-mapped file does.
-class ViewSource final : public ByteSource {
- public:
-  explicit ViewSource(std::string data) : data_(std::move(data)) {}
-  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
-    size_t k = std::min(n, data_.size() - pos_);
-    std::memcpy(buf, data_.data() + pos_, k);
-    pos_ += k;
-    return k;
-  }
-  bool CanView() const override { return true; }
-  absl::StatusOr<absl::string_view> ReadView(size_t n) override {
-    size_t k = std::min(n, data_.size() - pos_);
-    absl::string_view v(data_.data() + pos_, k);
-    pos_ += k;
-    return v;
-  }
-
- private:
-  std::string data_;
-  size_t pos_ = 0;
-};
-
-class StringSink final : public ByteSink {
- public:
-  absl::Status Write(absl::string_view d) override {
-    data.append(d.data(), d.size());
-    return absl::OkStatus();
-  }
-  std::string data;
-};
-
-struct Keys {
-  RsaPrivateKey a = RsaPrivateKey::Generate().value();
-  RsaPrivateKey b = RsaPrivateKey::Generate().value();
-};
-const Keys& K() {
-  static const Keys* k = new Keys();
-  return *k;
-}
+using testing::K;
+using testing::StringSink;
+using testing::StringSource;
+using testing::ViewSource;
 
 std::string RandomBytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -6,6 +6,7 @@
 
 #include "agent/backup/backup_keys.h"
 #include "gtest/gtest.h"
+#include "tests/common/backup_test_util.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fakes/fake_file_system.h"
 
@@ -15,14 +16,7 @@ namespace {
 using testing::IsOk;
 using testing::StatusIs;
 
-struct Keys {
-  RsaPrivateKey a = RsaPrivateKey::Generate().value();
-  RsaPrivateKey b = RsaPrivateKey::Generate().value();
-};
-const Keys& K() {
-  static const Keys* k = new Keys();
-  return *k;
-}
+using testing::K;
 
 std::optional<SecureBuffer> Pem(const RsaPrivateKey& k) { return k.ToPkcs8Pem().value(); }
 
