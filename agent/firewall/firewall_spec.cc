@@ -1,0 +1,125 @@
+#include "agent/firewall/firewall_spec.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "agent/common/status_macros.h"
+
+namespace nodeward::firewall {
+namespace {
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 31) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0))) return false;
+  }
+  return true;
+}
+
+absl::Status Bad(absl::string_view where, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("firewall ", where, ": ", why));
+}
+
+// Parses a list of CIDRs for `where`, applying the open/private rules.
+absl::Status ParseList(const std::vector<std::string>& texts, const std::string& where,
+                       bool private_only, std::vector<Cidr>* out,
+                       std::vector<std::string>* normalised) {
+  for (const std::string& t : texts) {
+    absl::StatusOr<Cidr> c = ParseCidr(t);
+    if (!c.ok()) return Bad(where, c.status().message());
+    if (IsEverything(*c)) {
+      return Bad(where, absl::StrCat("'", t, "' opens the service to every address; send "
+                                     "allow_all instead, so that opening it is signed as such"));
+    }
+    if (private_only && !IsPrivate(*c)) {
+      return Bad(where, absl::StrCat("'", t, "' is not a private range and private_only is set"));
+    }
+    if (c->had_host_bits) normalised->push_back(absl::StrCat(t, " -> ", FormatCidr(*c)));
+    out->push_back(*c);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
+                                                   uint64_t current_generation,
+                                                   const ValidationLimits& limits) {
+  if (spec.generation <= current_generation) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("firewall generation ", spec.generation, " is not above the current ",
+                     current_generation));
+  }
+  if (spec.services.size() > limits.max_services) {
+    return absl::ResourceExhaustedError(absl::StrCat("firewall: ", spec.services.size(),
+                                                     " services exceed the cap of ",
+                                                     limits.max_services));
+  }
+  ValidatedFirewall v;
+  v.generation = spec.generation;
+  v.private_only = spec.private_only;
+  size_t elements = 0;
+  std::set<std::string> names;
+  for (const ServiceSpec& s : spec.services) {
+    const std::string where = absl::StrCat("service '", s.name.substr(0, 40), "'");
+    if (!ValidName(s.name)) return Bad(where, "name is not [a-z0-9][a-z0-9-]{0,30}");
+    if (!names.insert(s.name).second) return Bad(where, "listed twice");
+    if (s.ports.empty()) return Bad(where, "no ports");
+    Service out;
+    out.name = s.name;
+    out.protocol = s.protocol;
+    for (const PortRange& p : s.ports) {
+      if (p.first == 0 || p.last == 0 || p.first > 65535 || p.last > 65535) {
+        return Bad(where, absl::StrCat("port ", p.first == 0 || p.first > 65535 ? p.first : p.last,
+                                       " is outside 1-65535"));
+      }
+      if (p.last < p.first) {
+        return Bad(where, absl::StrCat("port range ", p.first, "-", p.last, " is inverted"));
+      }
+      out.ports.push_back(p);
+    }
+    std::sort(out.ports.begin(), out.ports.end(),
+              [](const PortRange& a, const PortRange& b) { return a.first < b.first; });
+    std::vector<PortRange> merged;
+    for (const PortRange& p : out.ports) {
+      if (!merged.empty() && p.first <= merged.back().last + 1) {
+        merged.back().last = std::max(merged.back().last, p.last);
+      } else {
+        merged.push_back(p);
+      }
+    }
+    out.ports = std::move(merged);
+    if (s.allow_all) {
+      if (!s.allowed_cidrs.empty()) {
+        return Bad(where, "allow_all and allowed_cidrs together: say one or the other");
+      }
+      if (spec.private_only) return Bad(where, "allow_all is refused when private_only is set");
+      out.allow_all = true;
+    } else {
+      std::vector<Cidr> cidrs;
+      RETURN_IF_ERROR(ParseList(s.allowed_cidrs, where, spec.private_only, &cidrs, &v.normalised));
+      elements += cidrs.size();
+      out.allowed_v4 = Normalise(cidrs, Family::kIpv4);
+      out.allowed_v6 = Normalise(cidrs, Family::kIpv6);
+    }
+    v.services.push_back(std::move(out));
+  }
+  std::vector<Cidr> peers;
+  RETURN_IF_ERROR(ParseList(spec.internal_peers, "internal_peers", spec.private_only, &peers,
+                            &v.normalised));
+  elements += peers.size();
+  if (elements > limits.max_elements) {
+    return absl::ResourceExhaustedError(absl::StrCat("firewall: ", elements,
+                                                     " CIDRs exceed the cap of ",
+                                                     limits.max_elements));
+  }
+  v.peers_v4 = Normalise(peers, Family::kIpv4);
+  v.peers_v6 = Normalise(peers, Family::kIpv6);
+  std::sort(v.services.begin(), v.services.end(),
+            [](const Service& a, const Service& b) { return a.name < b.name; });
+  return v;
+}
+
+}  // namespace nodeward::firewall
