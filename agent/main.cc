@@ -12,6 +12,7 @@
 #include "agent/common/logging.h"
 #include "agent/server/tls.h"
 #include "platform/linux/file_system_linux.h"
+#include "platform/linux/nft_packet_filter_linux.h"
 #include "platform/linux/service_notifier_linux.h"
 
 ABSL_FLAG(std::string, config, "/etc/nodeward/agent.json", "agent config file (protobuf JSON)");
@@ -42,6 +43,9 @@ int main(int argc, char** argv) {
   deps.clock = std::make_unique<nodeward::platform::SystemClock>();
   deps.fs = std::make_unique<nodeward::platform::LinuxFileSystem>();
   deps.notifier = std::make_unique<nodeward::platform::SystemdNotifier>();
+  deps.make_packet_filter = [](const std::string& table) -> nodeward::platform::PacketFilterPtr {
+    return std::make_unique<nodeward::platform::NftPacketFilter>(table);
+  };
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 
   absl::Status started = app.Start();

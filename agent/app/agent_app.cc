@@ -17,6 +17,19 @@ namespace {
 // Command threads: enough for concurrent journal writes to share a sync.
 constexpr size_t kCommandThreads = 8;
 constexpr size_t kCommandQueue = 256;
+
+// Refuses a command type this node is configured not to handle.
+class DisabledHandler final : public CommandHandler {
+ public:
+  explicit DisabledHandler(std::string why) : why_(std::move(why)) {}
+  absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand&) override {
+    return absl::FailedPreconditionError(why_);
+  }
+  bool ChangesState() const override { return false; }
+
+ private:
+  std::string why_;
+};
 }  // namespace
 
 AgentApp::AgentApp(AgentDeps deps, std::string config_path)
@@ -39,6 +52,7 @@ absl::Status AgentApp::Start() {
       {"open command ledger", &AgentApp::OpenLedgerStep},
       {"open audit log", &AgentApp::OpenAuditStep},
       {"build pipeline", &AgentApp::BuildPipelineStep},
+      {"restore firewall", &AgentApp::RestoreFirewallStep},
       {"start status socket", &AgentApp::StartStatusSocketStep},
       {"start gRPC", &AgentApp::StartGrpcStep},
       {"notify ready", &AgentApp::NotifyReadyStep},
@@ -110,6 +124,27 @@ absl::Status AgentApp::BuildPipelineStep() {
   backup_keys_ = std::make_unique<backup::BackupKeyStore>(deps_.fs.get(), config_.backup_key_dir());
   handlers["provision_backup_key"] =
       std::make_unique<backup::ProvisionBackupKeyHandler>(backup_keys_.get());
+  if (config_.firewall().enabled()) {
+    if (!deps_.make_packet_filter) {
+      return absl::FailedPreconditionError("firewall enabled but no packet filter available");
+    }
+    packet_filter_ = deps_.make_packet_filter(config_.firewall().table());
+    firewall::ManagementAccess mgmt;
+    for (const auto& m : config_.firewall().management_cidrs()) {
+      mgmt.cidrs.push_back(firewall::ParseCidr(m).value());  // checked by LoadConfig
+    }
+    for (uint32_t p : config_.firewall().management_ports()) {
+      mgmt.tcp_ports.push_back(static_cast<uint16_t>(p));
+    }
+    auto fw = std::make_unique<firewall::FirewallReconciler>(
+        packet_filter_.get(), deps_.fs.get(), config_.state_dir() + "/firewall.pb",
+        std::move(mgmt));
+    firewall_ = fw.get();
+    handlers["apply_firewall"] = std::move(fw);
+  } else {
+    handlers["apply_firewall"] = std::make_unique<DisabledHandler>(
+        "firewall management is disabled in this node's config (firewall.enabled)");
+  }
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
       ledger_.get(), audit_.get(), std::move(handlers));
@@ -117,6 +152,19 @@ absl::Status AgentApp::BuildPipelineStep() {
   processor_->AuditEvent("startup", absl::StrCat("nodeward-agent ", NODEWARD_VERSION,
                                                  " node ", identity_.node_id));
   return absl::OkStatus();
+}
+
+absl::Status AgentApp::RestoreFirewallStep() {
+  if (firewall_ == nullptr) return absl::OkStatus();
+  // The last desired state is in the kernel before READY=1.
+  absl::Status s = firewall_->Restore();
+  if (absl::IsDataLoss(s)) {
+    NW_LOG_ERROR(s.message());
+    absl::MutexLock lock(&mu_);
+    info_.startup_problems.push_back(absl::StrCat("FIREWALL_STATE_LOST: ", s.message()));
+    return absl::OkStatus();
+  }
+  return s;
 }
 
 absl::Status AgentApp::StartStatusSocketStep() {

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/backup/backup_key_store.h"
 #include "agent/command/command_processor.h"
+#include "agent/firewall/firewall_reconciler.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
 #include "agent/server/status_report.h"
@@ -21,6 +22,7 @@
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
 #include "platform/file_system.h"
+#include "platform/packet_filter.h"
 #include "platform/service_notifier.h"
 
 namespace nodeward {
@@ -30,6 +32,9 @@ struct AgentDeps {
   platform::ClockPtr clock;
   platform::FileSystemPtr fs;
   platform::ServiceNotifierPtr notifier;
+  // Makes the packet filter for the configured table; called only when the
+  // config enables the firewall.
+  std::function<platform::PacketFilterPtr(const std::string& table)> make_packet_filter;
 };
 
 // The daemon's life: Start runs the ordered startup steps (load config, read
@@ -60,6 +65,7 @@ class AgentApp {
   absl::Status OpenLedgerStep();
   absl::Status OpenAuditStep();
   absl::Status BuildPipelineStep();
+  absl::Status RestoreFirewallStep();
   absl::Status StartStatusSocketStep();
   absl::Status StartGrpcStep();
   absl::Status NotifyReadyStep();
@@ -73,6 +79,8 @@ class AgentApp {
   NodeIdentity identity_;
   std::unique_ptr<CommandLedger> ledger_;
   std::unique_ptr<backup::BackupKeyStore> backup_keys_;
+  platform::PacketFilterPtr packet_filter_;
+  firewall::FirewallReconciler* firewall_ = nullptr;  // owned by the handler map
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<CommandProcessor> processor_;
   HealthPublisher publisher_;

@@ -1,7 +1,9 @@
 #include "agent/app/config.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "agent/command/trust_store.h"
+#include "agent/firewall/cidr.h"
 #include "agent/common/proto_util.h"
 #include "agent/common/status_macros.h"
 
@@ -34,6 +36,37 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
   if (l->max_sequence_jump() == 0) l->set_max_sequence_jump(1u << 20);
   if (l->sequence_window() > 4096) {
     return absl::InvalidArgumentError("config: limits.sequence_window above 4096");
+  }
+  if (c.firewall().enabled()) {
+    auto* fw = c.mutable_firewall();
+    if (fw->management_cidrs_size() == 0) {
+      return absl::InvalidArgumentError(
+          "config: firewall.enabled needs firewall.management_cidrs (the agent never locks out "
+          "its own management plane)");
+    }
+    for (const auto& m : fw->management_cidrs()) {
+      absl::StatusOr<firewall::Cidr> cidr = firewall::ParseCidr(m);
+      if (!cidr.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("config: firewall.management_cidrs: ",
+                                                       cidr.status().message()));
+      }
+    }
+    if (fw->management_ports_size() == 0) {
+      uint32_t port = 0;
+      const std::string& addr = c.listen_address();
+      if (!absl::SimpleAtoi(addr.substr(addr.rfind(':') + 1), &port) || port == 0) {
+        return absl::InvalidArgumentError(
+            "config: firewall.enabled needs a fixed listen port or firewall.management_ports");
+      }
+      fw->add_management_ports(port);
+      fw->add_management_ports(22);
+    }
+    for (uint32_t p : fw->management_ports()) {
+      if (p == 0 || p > 65535) {
+        return absl::InvalidArgumentError("config: firewall.management_ports outside 1-65535");
+      }
+    }
+    if (fw->table().empty()) fw->set_table("nodeward");
   }
   absl::StatusOr<TrustStorePtr> trust = TrustStore::Build(c.trust());
   if (!trust.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", trust.status().message()));

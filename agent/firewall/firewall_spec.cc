@@ -10,7 +10,8 @@ namespace nodeward::firewall {
 namespace {
 
 bool ValidName(const std::string& s) {
-  if (s.empty() || s.size() > 31) return false;
+  // 24 so that "svc_<name>_v4" fits nftables' 31-character set names.
+  if (s.empty() || s.size() > 24) return false;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0))) return false;
@@ -64,7 +65,7 @@ absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
   std::set<std::string> names;
   for (const ServiceSpec& s : spec.services) {
     const std::string where = absl::StrCat("service '", s.name.substr(0, 40), "'");
-    if (!ValidName(s.name)) return Bad(where, "name is not [a-z0-9][a-z0-9-]{0,30}");
+    if (!ValidName(s.name)) return Bad(where, "name is not [a-z0-9][a-z0-9-]{0,23}");
     if (!names.insert(s.name).second) return Bad(where, "listed twice");
     if (s.ports.empty()) return Bad(where, "no ports");
     Service out;

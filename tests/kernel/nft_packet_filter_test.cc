@@ -4,19 +4,15 @@
 #include "platform/linux/nft_packet_filter_linux.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <functional>
-#include <thread>
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/common/netns.h"
 #include "tests/common/status_matchers.h"
 
 namespace nodeward::platform {
@@ -24,90 +20,25 @@ namespace {
 
 using testing::IsOk;
 
-int Sh(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
-  int rc = pclose(p);
-  if (out != nullptr) *out = text;
-  return rc;
-}
-
-// Runs `fn` on a thread that has entered network namespace `ns`. Sockets
-// made there stay in that namespace.
-void InNetns(const std::string& ns, const std::function<void()>& fn) {
-  std::thread t([&] {
-    int fd = open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0) << ns;
-    ASSERT_EQ(setns(fd, CLONE_NEWNET), 0) << ns;
-    close(fd);
-    fn();
-  });
-  t.join();
-}
-
-sockaddr_in Addr(const char* ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip, &a.sin_addr);
-  return a;
-}
+using testing::InNetns;
+using testing::NetnsPair;
+using testing::Sh;
 
 class NftKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(geteuid(), 0u) << "the kernel tier needs root (CI runs as root)";
-    a_ = absl::StrCat("nwk", getpid(), "a");
-    b_ = absl::StrCat("nwk", getpid(), "b");
-    std::string out;
-    ASSERT_EQ(Sh(absl::StrCat("ip netns add ", a_, " && ip netns add ", b_, " && ip link add va",
-                              " netns ", a_, " type veth peer name vb netns ", b_,
-                              " && ip -n ", a_, " addr add 10.99.0.1/24 dev va",
-                              " && ip -n ", b_, " addr add 10.99.0.2/24 dev vb",
-                              " && ip -n ", b_, " addr add 10.99.0.3/24 dev vb",
-                              " && ip -n ", a_, " link set va up && ip -n ", a_, " link set lo up",
-                              " && ip -n ", b_, " link set vb up && ip -n ", b_, " link set lo up"),
-                 &out),
-              0)
-        << out;
-    InNetns(a_, [&] {
-      listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in a = Addr("10.99.0.1", 5432);
-      ASSERT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-      ASSERT_EQ(listen(listen_fd_, 64), 0);
-    });
+    ASSERT_TRUE(net_.ok) << net_.setup_output;
+    a_ = net_.server;
+    listen_fd_ = net_.Listen(5432);
+    ASSERT_GE(listen_fd_, 0);
   }
   void TearDown() override {
     if (listen_fd_ >= 0) close(listen_fd_);
-    Sh(absl::StrCat("ip netns delete ", a_, "; ip netns delete ", b_));
   }
-
-  // A TCP connect from `source` in B to the server in A; -1 if it did not
-  // complete within the wait (the SYN was dropped).
-  int Connect(const char* source) {
-    int fd = -1;
-    InNetns(b_, [&] {
-      fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      sockaddr_in src = Addr(source, 0);
-      bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src));
-    });
-    sockaddr_in dst = Addr("10.99.0.1", 5432);
-    connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst));
-    pollfd p{fd, POLLOUT, 0};
-    int err = -1;
-    socklen_t len = sizeof(err);
-    if (poll(&p, 1, 700) == 1) getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      close(fd);
-      return -1;
-    }
-    return fd;
+  // host 2 = 10.99.0.2, host 3 = 10.99.0.3, in the client namespace.
+  int Connect(const std::string& source) {
+    return net_.Connect(std::stoi(source.substr(source.rfind('.') + 1)), 5432);
   }
 
   absl::Status Apply(NftPacketFilter* f, std::vector<FilterInterval> allowed) {
@@ -138,7 +69,8 @@ class NftKernelTest : public ::testing::Test {
     return {v, v};
   }
 
-  std::string a_, b_;
+  NetnsPair net_{"k", 99};
+  std::string a_;
   int listen_fd_ = -1;
 };
 

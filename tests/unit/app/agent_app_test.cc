@@ -23,7 +23,10 @@ Harness Make(std::function<void(platform::FakeFileSystem*)> setup) {
   auto notifier = std::make_unique<platform::FakeServiceNotifier>();
   setup(fs.get());
   Harness h{fs.get(), notifier.get(), nullptr};
-  AgentDeps deps{std::make_unique<platform::FakeClock>(), std::move(fs), std::move(notifier)};
+  AgentDeps deps;
+  deps.clock = std::make_unique<platform::FakeClock>();
+  deps.fs = std::move(fs);
+  deps.notifier = std::move(notifier);
   h.app = std::make_unique<AgentApp>(std::move(deps), "/etc/agent.json");
   return h;
 }

@@ -82,7 +82,7 @@ TEST(ValidateFirewallTest, MalformedInputIsRefused) {
   f = Base();
   f.services.push_back(f.services[0]);
   EXPECT_THAT(ValidateFirewall(f, 0), StatusIs(StatusCode::kInvalidArgument));
-  for (const char* name : {"", "PG", "-pg", "pg/x", "a-very-long-service-name-beyond-31-chars"}) {
+  for (const char* name : {"", "PG", "-pg", "pg/x", "a-service-name-beyond-24c"}) {
     f = Base();
     f.services[0].name = name;
     EXPECT_THAT(ValidateFirewall(f, 0), StatusIs(StatusCode::kInvalidArgument)) << name;

@@ -1,0 +1,131 @@
+// ApplyFirewall on fakes: validation before the kernel, dry run changes
+// nothing, persistence and boot restore, management access always present,
+// and kernel and disk never disagree.
+#include "agent/firewall/firewall_reconciler.h"
+
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/fakes/fake_file_system.h"
+#include "tests/fakes/fake_packet_filter.h"
+
+namespace nodeward::firewall {
+namespace {
+
+using absl::StatusCode;
+using testing::IsOk;
+using testing::StatusIs;
+
+ManagementAccess Mgmt() {
+  return {{ParseCidr("203.0.113.0/24").value(), ParseCidr("2001:db8:ffff::/48").value()},
+          {7443, 22}};
+}
+
+VerifiedCommand Cmd(uint64_t generation, std::vector<std::string> cidrs, bool dry_run = false) {
+  VerifiedCommand v;
+  auto* a = v.command.mutable_apply_firewall();
+  a->set_generation(generation);
+  a->set_dry_run(dry_run);
+  auto* s = a->add_services();
+  s->set_name("pg");
+  s->set_protocol(nodeward::v1::PROTOCOL_TCP);
+  s->add_ports()->set_first(5432);
+  for (const auto& c : cidrs) s->add_allowed_cidrs(c);
+  a->add_internal_peers("10.0.0.2");
+  v.command_type = "apply_firewall";
+  return v;
+}
+
+bool HasRuleFor(const platform::FilterRuleset& r, const std::string& set) {
+  for (const auto& rule : r.rules) {
+    if (rule.source_set == set) return true;
+  }
+  return false;
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  platform::FakePacketFilter filter_;
+  platform::FakeFileSystem fs_;
+  FirewallReconciler rec_{&filter_, &fs_, "/state/firewall.pb", Mgmt()};
+};
+
+TEST_F(ReconcilerTest, FirstBootAppliesManagementOnlyBaseline) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_TRUE(filter_.table().has_value());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "mgmt_v4"));
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "mgmt_v6"));
+  EXPECT_FALSE(HasRuleFor(*filter_.table(), "svc_pg_v4"));
+  EXPECT_EQ(rec_.generation(), 0u);
+}
+
+TEST_F(ReconcilerTest, AppliesPersistsAndRestores) {
+  auto r = rec_.Apply(Cmd(1, {"192.168.1.15/32", "10.1.2.3/8"}));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->firewall().generation(), 1u);
+  ASSERT_EQ(r->firewall().normalised_size(), 1);
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v4"));
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "peers_v4"));
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "mgmt_v4"));  // never removable
+  // A restart restores exactly that state and generation.
+  platform::FakePacketFilter fresh;
+  FirewallReconciler again(&fresh, &fs_, "/state/firewall.pb", Mgmt());
+  ASSERT_THAT(again.Restore(), IsOk());
+  EXPECT_EQ(again.generation(), 1u);
+  ASSERT_TRUE(fresh.table().has_value());
+  EXPECT_EQ(fresh.table()->sets.size(), filter_.table()->sets.size());
+}
+
+TEST_F(ReconcilerTest, DryRunChangesNothing) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  int before = filter_.replaces();
+  auto r = rec_.Apply(Cmd(1, {"192.168.1.15/32"}, /*dry_run=*/true));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->firewall().dry_run());
+  EXPECT_EQ(r->firewall().ipv4_intervals(), 3u);  // mgmt, peer, service
+  EXPECT_EQ(filter_.replaces(), before);
+  EXPECT_FALSE(fs_.Exists("/state/firewall.pb"));
+  EXPECT_EQ(rec_.generation(), 0u);
+}
+
+TEST_F(ReconcilerTest, RefusalsLeaveKernelAndStateUnchanged) {
+  ASSERT_THAT(rec_.Apply(Cmd(2, {"192.168.1.15/32"})), IsOk());
+  const auto before = *filter_.table();
+  const std::string saved = fs_.Content("/state/firewall.pb");
+  EXPECT_THAT(rec_.Apply(Cmd(2, {"192.168.1.16/32"})), StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(rec_.Apply(Cmd(3, {"0.0.0.0/0"})), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(rec_.Apply(Cmd(3, {"10.0.0.0/33"})), StatusIs(StatusCode::kInvalidArgument));
+  auto no_proto = Cmd(3, {"1.2.3.4"});
+  no_proto.command.mutable_apply_firewall()->mutable_services(0)->set_protocol(
+      nodeward::v1::PROTOCOL_UNSPECIFIED);
+  EXPECT_THAT(rec_.Apply(no_proto), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_EQ(fs_.Content("/state/firewall.pb"), saved);
+  EXPECT_EQ(filter_.table()->sets.size(), before.sets.size());
+  EXPECT_EQ(rec_.generation(), 2u);
+}
+
+TEST_F(ReconcilerTest, KernelRefusalChangesNothing) {
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  filter_.FailNext(StatusCode::kInvalidArgument);
+  EXPECT_THAT(rec_.Apply(Cmd(2, {"192.168.1.16/32"})), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_EQ(rec_.generation(), 1u);
+}
+
+TEST_F(ReconcilerTest, PersistFailureRestoresPreviousRuleset) {
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  const size_t sets_before = filter_.table()->sets.size();
+  fs_.FailNext(StatusCode::kResourceExhausted);
+  auto c = Cmd(2, {"192.168.1.16/32", "2001:db8:1::/48"});
+  EXPECT_THAT(rec_.Apply(c), StatusIs(StatusCode::kUnavailable));
+  EXPECT_EQ(filter_.table()->sets.size(), sets_before);  // v6 service set gone again
+  EXPECT_EQ(rec_.generation(), 1u);
+}
+
+TEST_F(ReconcilerTest, CorruptStateKeepsManagementOpen) {
+  fs_.SetContent("/state/firewall.pb", "\xff\xff garbage");
+  EXPECT_THAT(rec_.Restore(), StatusIs(StatusCode::kDataLoss));
+  ASSERT_TRUE(filter_.table().has_value());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "mgmt_v4"));
+}
+
+}  // namespace
+}  // namespace nodeward::firewall
