@@ -280,8 +280,16 @@ std::string AgentApp::listen_address() const {
 }
 
 AgentInfo AgentApp::Info() const {
-  absl::MutexLock lock(&mu_);
-  return info_;
+  AgentInfo info;
+  {
+    absl::MutexLock lock(&mu_);
+    info = info_;
+  }
+  if (firewall_ != nullptr) {
+    info.firewall_enabled = true;
+    info.firewall_generation = firewall_->generation();
+  }
+  return info;
 }
 
 std::string AgentApp::RenderStatus() const {

@@ -34,6 +34,8 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   r.set_commands_applied(stats.applied);
   r.set_commands_rejected(stats.rejected);
   r.set_commands_replayed(stats.replayed);
+  r.set_firewall_enabled(info.firewall_enabled);
+  r.set_firewall_generation(info.firewall_generation);
   return r;
 }
 
@@ -57,6 +59,8 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   *r.mutable_trust_loaded_at() = ToTimestamp(info.trust_loaded_at);
   r.set_last_reload_error(info.last_reload_error);
   for (const auto& c : stats.recent) *r.add_recent_commands() = c;
+  r.set_firewall_enabled(info.firewall_enabled);
+  r.set_firewall_generation(info.firewall_generation);
   return r;
 }
 

@@ -20,6 +20,8 @@ struct AgentInfo {
   uint32_t trusted_keys = 0;
   absl::Time trust_loaded_at;
   std::string last_reload_error;
+  bool firewall_enabled = false;
+  uint64_t firewall_generation = 0;
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

@@ -140,6 +140,8 @@ TEST_F(FirewallAgentTest, ManagementStaysOpenAndAllowListsApplyAndSurviveRestart
   EXPECT_FALSE(net_.CanConnect(3, 5432));
   out = Send(5, 2, "\"" + net_.Ip(3) + "/32\"");
   EXPECT_TRUE(absl::StrContains(out, "REJECTED")) << "generation must survive restart: " << out;
+  Sh(absl::StrCat(NODEWARDCTL_BIN, " status --socket ", dir_, "/status.sock"), &out);
+  EXPECT_TRUE(absl::StrContains(out, "firewall:       generation 2")) << out;
 }
 
 }  // namespace

@@ -291,6 +291,10 @@ int Status(const Args& a) {
             << "last sequence:  " << r.high_water_mark() << "\n"
             << "commands:       " << r.commands_applied() << " applied, " << r.commands_rejected()
             << " rejected, " << r.commands_replayed() << " replayed\n"
+            << "firewall:       "
+            << (r.firewall_enabled() ? absl::StrCat("generation ", r.firewall_generation())
+                                     : std::string("disabled"))
+            << "\n"
             << "trusted keys:   " << r.trusted_keys() << " (loaded "
             << FormatTime(r.trust_loaded_at()) << ")\n";
   if (!r.last_reload_error().empty()) {
