@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   while (true) {
-    timespec tick{10, 0};
+    timespec tick{1, 0};
     int sig = sigtimedwait(&handled, nullptr, &tick);
     if (sig == SIGHUP) {
       (void)app.Reload();

@@ -18,6 +18,18 @@ namespace {
 constexpr size_t kCommandThreads = 8;
 constexpr size_t kCommandQueue = 256;
 
+// A second command type served by a handler registered under another.
+class ForwardingHandler final : public CommandHandler {
+ public:
+  explicit ForwardingHandler(CommandHandler* to) : to_(to) {}
+  absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& c) override {
+    return to_->Apply(c);
+  }
+
+ private:
+  CommandHandler* to_;
+};
+
 // Refuses a command type this node is configured not to handle.
 class DisabledHandler final : public CommandHandler {
  public:
@@ -137,13 +149,16 @@ absl::Status AgentApp::BuildPipelineStep() {
       mgmt.tcp_ports.push_back(static_cast<uint16_t>(p));
     }
     auto fw = std::make_unique<firewall::FirewallReconciler>(
-        packet_filter_.get(), deps_.fs.get(), config_.state_dir() + "/firewall.pb",
-        std::move(mgmt));
+        packet_filter_.get(), deps_.fs.get(), deps_.clock.get(),
+        config_.state_dir() + "/firewall.pb", std::move(mgmt));
     firewall_ = fw.get();
     handlers["apply_firewall"] = std::move(fw);
+    handlers["confirm_firewall"] = std::make_unique<ForwardingHandler>(firewall_);
   } else {
-    handlers["apply_firewall"] = std::make_unique<DisabledHandler>(
-        "firewall management is disabled in this node's config (firewall.enabled)");
+    for (const char* type : {"apply_firewall", "confirm_firewall"}) {
+      handlers[type] = std::make_unique<DisabledHandler>(
+          "firewall management is disabled in this node's config (firewall.enabled)");
+    }
   }
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
@@ -254,9 +269,20 @@ absl::Status AgentApp::Reload() {
 }
 
 void AgentApp::Tick() {
-  // The main loop is alive and the command path answers: pet the watchdog.
+  // The main loop is alive: pet the watchdog.
   deps_.notifier->Notify("WATCHDOG=1");
-  publisher_.Publish();
+  if (firewall_ != nullptr) {
+    const uint64_t before = firewall_->status().rollbacks;
+    absl::Status s = firewall_->CheckDeadline(deps_.clock->Now());
+    if (!s.ok()) NW_LOG_ERROR("firewall rollback: ", s.message());
+    firewall::FirewallStatus after = firewall_->status();
+    if (after.rollbacks != before) {
+      NW_LOG_WARNING(after.last_rollback);
+      processor_->AuditEvent("firewall_rollback", after.last_rollback);
+      publisher_.Publish();
+    }
+  }
+  if (++ticks_ % 10 == 0) publisher_.Publish();
 }
 
 void AgentApp::Stop() {
@@ -286,8 +312,12 @@ AgentInfo AgentApp::Info() const {
     info = info_;
   }
   if (firewall_ != nullptr) {
+    firewall::FirewallStatus fw = firewall_->status();
     info.firewall_enabled = true;
-    info.firewall_generation = firewall_->generation();
+    info.firewall_generation = fw.generation;
+    info.firewall_awaiting_confirmation = fw.awaiting_confirmation;
+    info.firewall_rollbacks = fw.rollbacks;
+    info.firewall_last_rollback = fw.last_rollback;
   }
   return info;
 }

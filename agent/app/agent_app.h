@@ -52,7 +52,8 @@ class AgentApp {
   // SIGHUP: re-reads the config file and swaps the trust store. A bad file
   // keeps the old trust and is reported in status and the audit chain.
   absl::Status Reload();
-  // Periodic health push to watchers.
+  // Called every second: watchdog, firewall confirmation deadlines, and a
+  // health push to watchers every 10 s.
   void Tick();
   // SIGTERM: refuse new commands, drain in-flight ones, stop listeners.
   void Stop();
@@ -89,6 +90,7 @@ class AgentApp {
   std::unique_ptr<StatusSocketServer> status_socket_;
   std::unique_ptr<grpc::Server> server_;
   bool stopped_ = false;
+  uint64_t ticks_ = 0;
 
   mutable absl::Mutex mu_;
   AgentInfo info_ ABSL_GUARDED_BY(mu_);

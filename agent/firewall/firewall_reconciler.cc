@@ -132,15 +132,36 @@ FilterRuleset BuildRuleset(const ManagementAccess& m, const ValidatedFirewall* s
 }
 
 FirewallReconciler::FirewallReconciler(platform::PacketFilter* filter, platform::FileSystem* fs,
-                                       std::string state_path, ManagementAccess management)
+                                       platform::Clock* clock, std::string state_path,
+                                       ManagementAccess management)
     : filter_(filter),
       fs_(fs),
+      clock_(clock),
       state_path_(std::move(state_path)),
       management_(std::move(management)) {}
 
-uint64_t FirewallReconciler::generation() const {
+FirewallStatus FirewallReconciler::status() const {
   absl::MutexLock lock(&mu_);
-  return generation_;
+  FirewallStatus s;
+  s.generation = pending_.has_value() ? pending_->state.generation : confirmed_generation_;
+  s.awaiting_confirmation = pending_.has_value();
+  s.rollbacks = rollbacks_;
+  s.last_rollback = last_rollback_;
+  return s;
+}
+
+const ValidatedFirewall* FirewallReconciler::InForce() const {
+  if (pending_.has_value()) return &pending_->state;
+  return confirmed_.has_value() ? &*confirmed_ : nullptr;
+}
+
+absl::Status FirewallReconciler::Persist(const std::string& confirmed_command,
+                                         uint64_t confirmed_generation, uint64_t highest) {
+  nodeward::v1::FirewallState state;
+  state.set_applied(confirmed_command);
+  state.set_generation(confirmed_generation);
+  state.set_highest_generation(highest);
+  return fs_->WriteFileAtomically(state_path_, state.SerializeAsString(), 0600);
 }
 
 absl::Status FirewallReconciler::Restore() {
@@ -151,9 +172,19 @@ absl::Status FirewallReconciler::Restore() {
   nodeward::v1::FirewallState state;
   nodeward::v1::ApplyFirewall applied;
   absl::StatusOr<ValidatedFirewall> v = absl::DataLossError("");
-  if (state.ParseFromString(*raw) && applied.ParseFromString(state.applied())) {
-    absl::StatusOr<FirewallSpec> spec = FromProto(applied);
-    if (spec.ok()) v = ValidateFirewall(*spec, 0);
+  if (state.ParseFromString(*raw)) {
+    if (state.applied().empty()) {
+      v = absl::NotFoundError("no confirmed state");
+    } else if (applied.ParseFromString(state.applied())) {
+      absl::StatusOr<FirewallSpec> spec = FromProto(applied);
+      if (spec.ok()) v = ValidateFirewall(*spec, 0);
+    }
+  }
+  if (absl::IsNotFound(v.status())) {
+    // Only unconfirmed applies ever happened: baseline, but keep the
+    // generation floor so none of them can be replayed.
+    highest_generation_ = state.highest_generation();
+    return filter_->ReplaceTable(BuildRuleset(management_, nullptr));
   }
   if (!v.ok()) {
     // Keep management access open whatever happened to the file.
@@ -162,17 +193,29 @@ absl::Status FirewallReconciler::Restore() {
                                             " is corrupt; management-only ruleset applied"));
   }
   RETURN_IF_ERROR(filter_->ReplaceTable(BuildRuleset(management_, &*v)));
-  generation_ = state.generation();
-  current_ = std::move(v).value();
+  confirmed_generation_ = state.generation();
+  highest_generation_ = std::max(state.highest_generation(), state.generation());
+  confirmed_command_ = state.applied();
+  confirmed_ = std::move(v).value();
   return absl::OkStatus();
 }
 
 absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::Apply(
     const VerifiedCommand& command) {
-  const nodeward::v1::ApplyFirewall& c = command.command.apply_firewall();
   absl::MutexLock lock(&mu_);
+  if (command.command.has_confirm_firewall()) {
+    return ConfirmLocked(command.command.confirm_firewall().generation());
+  }
+  return ApplyLocked(command.command.apply_firewall());
+}
+
+absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
+    const nodeward::v1::ApplyFirewall& c) {
+  if (c.confirm_within_seconds() > 3600) {
+    return absl::InvalidArgumentError("firewall: confirm_within_seconds above 3600");
+  }
   ASSIGN_OR_RETURN(FirewallSpec spec, FromProto(c));
-  ASSIGN_OR_RETURN(ValidatedFirewall v, ValidateFirewall(spec, generation_));
+  ASSIGN_OR_RETURN(ValidatedFirewall v, ValidateFirewall(spec, highest_generation_));
   FilterRuleset ruleset = BuildRuleset(management_, &v);
 
   nodeward::v1::CommandResult result;
@@ -191,20 +234,65 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::Apply(
   if (c.dry_run()) return result;
 
   RETURN_IF_ERROR(filter_->ReplaceTable(ruleset));
-  nodeward::v1::FirewallState state;
-  state.set_applied(c.SerializeAsString());
-  state.set_generation(v.generation);
-  absl::Status saved = fs_->WriteFileAtomically(state_path_, state.SerializeAsString(), 0600);
+  const bool confirm = c.confirm_within_seconds() > 0;
+  const std::string serialized = c.SerializeAsString();
+  // An unconfirmed apply keeps the confirmed state on disk: a restart before
+  // the confirmation is a rollback.
+  absl::Status saved = confirm ? Persist(confirmed_command_, confirmed_generation_, v.generation)
+                               : Persist(serialized, v.generation, v.generation);
   if (!saved.ok()) {
     // Kernel and disk must not disagree about what is in force.
-    (void)filter_->ReplaceTable(
-        BuildRuleset(management_, current_.has_value() ? &*current_ : nullptr));
+    (void)filter_->ReplaceTable(BuildRuleset(management_, InForce()));
     return absl::UnavailableError(absl::StrCat("persist firewall state: ", saved.message(),
                                                "; previous ruleset restored"));
   }
-  generation_ = v.generation;
-  current_ = std::move(v);
+  highest_generation_ = v.generation;
+  if (confirm) {
+    fr->set_awaiting_confirmation(true);
+    pending_ = Pending{std::move(v), serialized,
+                       clock_->Now() + absl::Seconds(c.confirm_within_seconds())};
+  } else {
+    confirmed_generation_ = v.generation;
+    confirmed_command_ = serialized;
+    confirmed_ = std::move(v);
+    pending_.reset();
+  }
   return result;
+}
+
+absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ConfirmLocked(uint64_t generation) {
+  nodeward::v1::CommandResult result;
+  result.mutable_firewall()->set_generation(generation);
+  if (!pending_.has_value() || pending_->state.generation != generation) {
+    if (!pending_.has_value() && confirmed_generation_ == generation && generation != 0) {
+      result.mutable_firewall()->set_confirmed(true);  // already confirmed
+      return result;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "firewall: nothing awaits confirmation at generation ", generation,
+        pending_.has_value() ? absl::StrCat(" (pending: ", pending_->state.generation, ")")
+                             : std::string(" (it may have been rolled back)")));
+  }
+  RETURN_IF_ERROR(Persist(pending_->command, generation, highest_generation_));
+  confirmed_generation_ = generation;
+  confirmed_command_ = pending_->command;
+  confirmed_ = std::move(pending_->state);
+  pending_.reset();
+  result.mutable_firewall()->set_confirmed(true);
+  return result;
+}
+
+absl::Status FirewallReconciler::CheckDeadline(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (!pending_.has_value() || now < pending_->deadline) return absl::OkStatus();
+  RETURN_IF_ERROR(filter_->ReplaceTable(
+      BuildRuleset(management_, confirmed_.has_value() ? &*confirmed_ : nullptr)));
+  ++rollbacks_;
+  last_rollback_ = absl::StrCat("generation ", pending_->state.generation,
+                                " was not confirmed in time; rolled back to generation ",
+                                confirmed_generation_);
+  pending_.reset();
+  return absl::OkStatus();
 }
 
 }  // namespace nodeward::firewall

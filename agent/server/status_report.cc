@@ -36,6 +36,8 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   r.set_commands_replayed(stats.replayed);
   r.set_firewall_enabled(info.firewall_enabled);
   r.set_firewall_generation(info.firewall_generation);
+  r.set_firewall_awaiting_confirmation(info.firewall_awaiting_confirmation);
+  r.set_firewall_rollbacks(info.firewall_rollbacks);
   return r;
 }
 
@@ -61,6 +63,9 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   for (const auto& c : stats.recent) *r.add_recent_commands() = c;
   r.set_firewall_enabled(info.firewall_enabled);
   r.set_firewall_generation(info.firewall_generation);
+  r.set_firewall_awaiting_confirmation(info.firewall_awaiting_confirmation);
+  r.set_firewall_rollbacks(info.firewall_rollbacks);
+  r.set_firewall_last_rollback(info.firewall_last_rollback);
   return r;
 }
 

@@ -22,6 +22,9 @@ struct AgentInfo {
   std::string last_reload_error;
   bool firewall_enabled = false;
   uint64_t firewall_generation = 0;
+  bool firewall_awaiting_confirmation = false;
+  uint64_t firewall_rollbacks = 0;
+  std::string firewall_last_rollback;
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

@@ -40,7 +40,8 @@ class FirewallAgentTest : public ::testing::Test {
       "state_dir": ")", dir_, R"(/state", "status_socket": {"path": ")", dir_, R"(/status.sock"},
       "firewall": {"enabled": true, "management_cidrs": [")", net_.Ip(2), R"(/32"]},
       "trust": {"keys": [)", key.str(), R"(], "policies": [
-        {"command_type": "apply_firewall", "allowed_roles": ["orchestrator"]}]}})");
+        {"command_type": "apply_firewall", "allowed_roles": ["orchestrator"]},
+        {"command_type": "confirm_firewall", "allowed_roles": ["orchestrator"]}]}})");
     listen_fd_ = net_.Listen(5432);
     ASSERT_GE(listen_fd_, 0);
   }
@@ -82,12 +83,16 @@ class FirewallAgentTest : public ::testing::Test {
 
   // Sends ApplyFirewall from the client namespace; returns nodewardctl's
   // output (APPLIED ... / REJECTED ...).
-  std::string Send(uint64_t seq, uint64_t generation, const std::string& cidrs) {
-    std::string cmd = absl::StrCat(
+  std::string Send(uint64_t seq, uint64_t generation, const std::string& cidrs,
+                   uint32_t confirm_within = 0) {
+    return SendJson(absl::StrCat(
         R"({"node_id": "fw-node", "sequence": )", seq,
         R"(, "apply_firewall": {"generation": )", generation,
+        R"(, "confirm_within_seconds": )", confirm_within,
         R"(, "services": [{"name": "pg", "protocol": "PROTOCOL_TCP", "ports": [{"first": 5432}], "allowed_cidrs": [)",
-        cidrs, "]}]}}");
+        cidrs, "]}]}}"));
+  }
+  std::string SendJson(const std::string& cmd) {
     std::ofstream(dir_ + "/cmd.json") << cmd;
     std::string out;
     Sh(absl::StrCat("ip netns exec ", net_.client, " ", NODEWARDCTL_BIN, " send --target ",
@@ -142,6 +147,31 @@ TEST_F(FirewallAgentTest, ManagementStaysOpenAndAllowListsApplyAndSurviveRestart
   EXPECT_TRUE(absl::StrContains(out, "REJECTED")) << "generation must survive restart: " << out;
   Sh(absl::StrCat(NODEWARDCTL_BIN, " status --socket ", dir_, "/status.sock"), &out);
   EXPECT_TRUE(absl::StrContains(out, "firewall:       generation 2")) << out;
+}
+
+// Commit-confirmed: an apply nobody confirms is rolled back by the agent on
+// its own; a confirmed one stays.
+TEST_F(FirewallAgentTest, UnconfirmedApplyIsRolledBack) {
+  StartAgent();
+  ASSERT_TRUE(absl::StrContains(Send(1, 1, "\"" + net_.Ip(2) + "/32\""), "APPLIED"));
+  std::string out = Send(2, 2, "\"" + net_.Ip(3) + "/32\"", /*confirm_within=*/2);
+  ASSERT_TRUE(absl::StrContains(out, "awaiting_confirmation")) << out;
+  EXPECT_TRUE(net_.CanConnect(3, 5432));
+  bool rolled_back = false;
+  for (int i = 0; i < 40 && !rolled_back; ++i) {
+    usleep(200000);
+    rolled_back = !net_.CanConnect(3, 5432);
+  }
+  EXPECT_TRUE(rolled_back) << "no rollback within 8 s of a 2 s deadline";
+  EXPECT_TRUE(net_.CanConnect(2, 5432));
+  Sh(absl::StrCat(NODEWARDCTL_BIN, " status --socket ", dir_, "/status.sock"), &out);
+  EXPECT_TRUE(absl::StrContains(out, "1 rollbacks")) << out;
+
+  out = Send(3, 3, "\"" + net_.Ip(3) + "/32\"", /*confirm_within=*/30);
+  ASSERT_TRUE(absl::StrContains(out, "awaiting_confirmation")) << out;
+  out = SendJson(R"({"node_id": "fw-node", "sequence": 4, "confirm_firewall": {"generation": 3}})");
+  ASSERT_TRUE(absl::StrContains(out, "APPLIED")) << out;
+  EXPECT_TRUE(net_.CanConnect(3, 5432));
 }
 
 }  // namespace

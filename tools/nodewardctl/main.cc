@@ -294,6 +294,11 @@ int Status(const Args& a) {
             << "firewall:       "
             << (r.firewall_enabled() ? absl::StrCat("generation ", r.firewall_generation())
                                      : std::string("disabled"))
+            << (r.firewall_awaiting_confirmation() ? " (awaiting confirmation)" : "")
+            << (r.firewall_rollbacks() != 0
+                    ? absl::StrCat(", ", r.firewall_rollbacks(), " rollbacks; last: ",
+                                   r.firewall_last_rollback())
+                    : std::string())
             << "\n"
             << "trusted keys:   " << r.trusted_keys() << " (loaded "
             << FormatTime(r.trust_loaded_at()) << ")\n";

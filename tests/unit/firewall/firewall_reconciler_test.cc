@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_file_system.h"
 #include "tests/fakes/fake_packet_filter.h"
 
@@ -46,7 +47,8 @@ class ReconcilerTest : public ::testing::Test {
  protected:
   platform::FakePacketFilter filter_;
   platform::FakeFileSystem fs_;
-  FirewallReconciler rec_{&filter_, &fs_, "/state/firewall.pb", Mgmt()};
+  platform::FakeClock clock_;
+  FirewallReconciler rec_{&filter_, &fs_, &clock_, "/state/firewall.pb", Mgmt()};
 };
 
 TEST_F(ReconcilerTest, FirstBootAppliesManagementOnlyBaseline) {
@@ -68,7 +70,7 @@ TEST_F(ReconcilerTest, AppliesPersistsAndRestores) {
   EXPECT_TRUE(HasRuleFor(*filter_.table(), "mgmt_v4"));  // never removable
   // A restart restores exactly that state and generation.
   platform::FakePacketFilter fresh;
-  FirewallReconciler again(&fresh, &fs_, "/state/firewall.pb", Mgmt());
+  FirewallReconciler again(&fresh, &fs_, &clock_, "/state/firewall.pb", Mgmt());
   ASSERT_THAT(again.Restore(), IsOk());
   EXPECT_EQ(again.generation(), 1u);
   ASSERT_TRUE(fresh.table().has_value());
@@ -118,6 +120,72 @@ TEST_F(ReconcilerTest, PersistFailureRestoresPreviousRuleset) {
   EXPECT_THAT(rec_.Apply(c), StatusIs(StatusCode::kUnavailable));
   EXPECT_EQ(filter_.table()->sets.size(), sets_before);  // v6 service set gone again
   EXPECT_EQ(rec_.generation(), 1u);
+}
+
+VerifiedCommand Confirm(uint64_t generation) {
+  VerifiedCommand v;
+  v.command.mutable_confirm_firewall()->set_generation(generation);
+  v.command_type = "confirm_firewall";
+  return v;
+}
+
+// Commit-confirmed (threats.md case 36): no confirmation in time, rollback.
+TEST_F(ReconcilerTest, UnconfirmedApplyRollsBackAtTheDeadline) {
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  auto risky = Cmd(2, {"192.168.1.16/32", "2001:db8:1::/48"});
+  risky.command.mutable_apply_firewall()->set_confirm_within_seconds(10);
+  auto r = rec_.Apply(risky);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->firewall().awaiting_confirmation());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v6"));
+  EXPECT_EQ(rec_.status().generation, 2u);
+  EXPECT_TRUE(rec_.status().awaiting_confirmation);
+  clock_.Advance(absl::Seconds(9));
+  ASSERT_THAT(rec_.CheckDeadline(clock_.Now()), IsOk());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v6"));
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_THAT(rec_.CheckDeadline(clock_.Now()), IsOk());
+  EXPECT_FALSE(HasRuleFor(*filter_.table(), "svc_pg_v6"));  // back to generation 1
+  EXPECT_EQ(rec_.status().generation, 1u);
+  EXPECT_EQ(rec_.status().rollbacks, 1u);
+  EXPECT_NE(rec_.status().last_rollback.find("generation 2"), std::string::npos);
+  // Too late to confirm, and generation 2 can never be applied again.
+  EXPECT_THAT(rec_.Apply(Confirm(2)), StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(rec_.Apply(Cmd(2, {"192.168.1.16/32"})), StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(rec_.Apply(Cmd(3, {"192.168.1.16/32"})), IsOk());
+}
+
+TEST_F(ReconcilerTest, ConfirmedApplyStaysAndSurvivesRestart) {
+  auto risky = Cmd(1, {"192.168.1.16/32"});
+  risky.command.mutable_apply_firewall()->set_confirm_within_seconds(10);
+  ASSERT_THAT(rec_.Apply(risky), IsOk());
+  auto c = rec_.Apply(Confirm(1));
+  ASSERT_THAT(c, IsOk());
+  EXPECT_TRUE(c->firewall().confirmed());
+  clock_.Advance(absl::Seconds(60));
+  ASSERT_THAT(rec_.CheckDeadline(clock_.Now()), IsOk());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v4"));
+  EXPECT_EQ(rec_.status().rollbacks, 0u);
+  EXPECT_THAT(rec_.Apply(Confirm(1)), IsOk());  // idempotent
+  platform::FakePacketFilter fresh;
+  FirewallReconciler again(&fresh, &fs_, &clock_, "/state/firewall.pb", Mgmt());
+  ASSERT_THAT(again.Restore(), IsOk());
+  EXPECT_TRUE(HasRuleFor(*fresh.table(), "svc_pg_v4"));
+}
+
+TEST_F(ReconcilerTest, RestartBeforeConfirmationIsARollback) {
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  auto risky = Cmd(2, {"2001:db8:1::/48"});
+  risky.command.mutable_apply_firewall()->set_confirm_within_seconds(30);
+  ASSERT_THAT(rec_.Apply(risky), IsOk());
+  platform::FakePacketFilter fresh;
+  FirewallReconciler again(&fresh, &fs_, &clock_, "/state/firewall.pb", Mgmt());
+  ASSERT_THAT(again.Restore(), IsOk());
+  EXPECT_TRUE(HasRuleFor(*fresh.table(), "svc_pg_v4"));
+  EXPECT_FALSE(HasRuleFor(*fresh.table(), "svc_pg_v6"));
+  EXPECT_EQ(again.status().generation, 1u);
+  // The unconfirmed generation stays consumed.
+  EXPECT_THAT(again.Apply(Cmd(2, {"1.2.3.4"})), StatusIs(StatusCode::kFailedPrecondition));
 }
 
 TEST_F(ReconcilerTest, CorruptStateKeepsManagementOpen) {
