@@ -171,15 +171,46 @@ absl::Status AgentApp::BuildPipelineStep() {
 
 absl::Status AgentApp::RestoreFirewallStep() {
   if (firewall_ == nullptr) return absl::OkStatus();
+  // Subscribe first, so that no change after the restore goes unseen.
+  absl::StatusOr<std::unique_ptr<platform::FilterWatch>> watch = packet_filter_->Watch();
+  if (!watch.ok()) return watch.status();
+  firewall_watch_ = std::move(watch).value();
   // The last desired state is in the kernel before READY=1.
   absl::Status s = firewall_->Restore();
   if (absl::IsDataLoss(s)) {
     NW_LOG_ERROR(s.message());
     absl::MutexLock lock(&mu_);
     info_.startup_problems.push_back(absl::StrCat("FIREWALL_STATE_LOST: ", s.message()));
-    return absl::OkStatus();
+    s = absl::OkStatus();
   }
-  return s;
+  if (!s.ok()) return s;
+  firewall_watcher_ = std::thread([this] { WatchFirewall(); });
+  return absl::OkStatus();
+}
+
+void AgentApp::WatchFirewall() {
+  while (!stop_watch_.load()) {
+    absl::StatusOr<std::vector<platform::FilterEvent>> events =
+        firewall_watch_->Wait(absl::Milliseconds(250));
+    if (!events.ok()) {
+      NW_LOG_ERROR("firewall monitor: ", events.status().message());
+      absl::SleepFor(absl::Seconds(1));  // the periodic read-back still runs
+      continue;
+    }
+    if (events->empty()) continue;
+    const uint64_t before = firewall_->status().drift_repairs;
+    absl::Status s = firewall_->OnEvents(*events);
+    if (!s.ok()) NW_LOG_ERROR("firewall repair: ", s.message());
+    NoteFirewallDrift(before);
+  }
+}
+
+void AgentApp::NoteFirewallDrift(uint64_t repairs_before) {
+  firewall::FirewallStatus after = firewall_->status();
+  if (after.drift_repairs == repairs_before) return;
+  NW_LOG_WARNING("firewall drift: ", after.last_drift);
+  processor_->AuditEvent("firewall_drift", after.last_drift);
+  publisher_.Publish();
 }
 
 absl::Status AgentApp::StartStatusSocketStep() {
@@ -281,6 +312,15 @@ void AgentApp::Tick() {
       processor_->AuditEvent("firewall_rollback", after.last_rollback);
       publisher_.Publish();
     }
+    const uint32_t every = config_.firewall().readback_interval_seconds() == 0
+                               ? 30
+                               : config_.firewall().readback_interval_seconds();
+    if ((ticks_ + 1) % every == 0) {
+      const uint64_t repairs = after.drift_repairs;
+      absl::Status v = firewall_->Verify("periodic read-back");
+      if (!v.ok()) NW_LOG_ERROR("firewall read-back: ", v.message());
+      NoteFirewallDrift(repairs);
+    }
   }
   if (++ticks_ % 10 == 0) publisher_.Publish();
 }
@@ -290,6 +330,8 @@ void AgentApp::Stop() {
   stopped_ = true;
   deps_.notifier->Notify("STOPPING=1\nSTATUS=draining");
   // Teardown runs every step whatever failed during startup.
+  stop_watch_ = true;
+  if (firewall_watcher_.joinable()) firewall_watcher_.join();
   if (processor_) processor_->Drain();
   publisher_.Close();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -312,12 +354,8 @@ AgentInfo AgentApp::Info() const {
     info = info_;
   }
   if (firewall_ != nullptr) {
-    firewall::FirewallStatus fw = firewall_->status();
     info.firewall_enabled = true;
-    info.firewall_generation = fw.generation;
-    info.firewall_awaiting_confirmation = fw.awaiting_confirmation;
-    info.firewall_rollbacks = fw.rollbacks;
-    info.firewall_last_rollback = fw.last_rollback;
+    info.firewall = firewall_->status();
   }
   return info;
 }

@@ -1,9 +1,11 @@
 #ifndef NODEWARD_AGENT_APP_AGENT_APP_H_
 #define NODEWARD_AGENT_APP_AGENT_APP_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -52,8 +54,8 @@ class AgentApp {
   // SIGHUP: re-reads the config file and swaps the trust store. A bad file
   // keeps the old trust and is reported in status and the audit chain.
   absl::Status Reload();
-  // Called every second: watchdog, firewall confirmation deadlines, and a
-  // health push to watchers every 10 s.
+  // Called every second: watchdog, firewall confirmation deadlines and
+  // periodic read-back, and a health push to watchers every 10 s.
   void Tick();
   // SIGTERM: refuse new commands, drain in-flight ones, stop listeners.
   void Stop();
@@ -71,6 +73,11 @@ class AgentApp {
   absl::Status StartGrpcStep();
   absl::Status NotifyReadyStep();
 
+  // The netlink monitor: repairs foreign changes to the table as they
+  // happen (runs on its own thread until Stop).
+  void WatchFirewall();
+  void NoteFirewallDrift(uint64_t repairs_before);
+
   AgentInfo Info() const;
   std::string RenderStatus() const;
 
@@ -82,6 +89,9 @@ class AgentApp {
   std::unique_ptr<backup::BackupKeyStore> backup_keys_;
   platform::PacketFilterPtr packet_filter_;
   firewall::FirewallReconciler* firewall_ = nullptr;  // owned by the handler map
+  std::unique_ptr<platform::FilterWatch> firewall_watch_;
+  std::thread firewall_watcher_;
+  std::atomic<bool> stop_watch_{false};
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<CommandProcessor> processor_;
   HealthPublisher publisher_;

@@ -1,50 +1,33 @@
 #include "agent/firewall/firewall_reconciler.h"
 
+#include <openssl/evp.h>
+
+#include <memory>
+
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "agent/common/crypto.h"
 #include "agent/common/status_macros.h"
 #include "nodeward/v1/state.pb.h"
+#include "platform/filter_plan.h"
 
 namespace nodeward::firewall {
 namespace {
 
-using platform::FilterInterval;
-using platform::FilterRule;
 using platform::FilterRuleset;
 using platform::FilterSet;
 
-std::vector<FilterInterval> ToFilter(const std::vector<Interval>& in) {
-  std::vector<FilterInterval> out;
-  out.reserve(in.size());
-  for (const Interval& i : in) out.push_back({i.first, i.last});
-  return out;
-}
+constexpr int kSyncAttempts = 5;
 
-// ICMP types IPv4 needs: destination unreachable (incl. PMTU "fragmentation
-// needed"), echo request, time exceeded, parameter problem.
-const std::vector<uint8_t> kIcmpTypes = {3, 8, 11, 12};
-// ICMPv6: errors incl. packet too big (1-4), echo request (128), and
-// neighbour discovery: router solicit/advert, neighbour solicit/advert (133-136).
-const std::vector<uint8_t> kIcmpV6Types = {1, 2, 3, 4, 128, 133, 134, 135, 136};
-
-void AddSourceRules(FilterRuleset* r, const std::string& set_prefix,
-                    const std::vector<Interval>& v4, const std::vector<Interval>& v6,
-                    FilterRule::Protocol proto, const std::vector<platform::FilterPortRange>& ports,
-                    const std::string& comment) {
-  for (bool ipv6 : {false, true}) {
-    const auto& iv = ipv6 ? v6 : v4;
-    if (iv.empty()) continue;
-    FilterSet s{absl::StrCat(set_prefix, ipv6 ? "_v6" : "_v4"), ipv6, ToFilter(iv)};
-    FilterRule rule;
-    rule.kind = FilterRule::Kind::kSource;
-    rule.ipv6 = ipv6;
-    rule.source_set = s.name;
-    rule.protocol = proto;
-    rule.ports = ports;
-    rule.comment = comment;
-    r->sets.push_back(std::move(s));
-    r->rules.push_back(std::move(rule));
-  }
+std::string ContentHash(const FilterRuleset& r) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  platform::Canonical(r, [&](absl::string_view piece) {
+    EVP_DigestUpdate(ctx.get(), piece.data(), piece.size());
+  });
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &n);
+  return HexEncode(absl::string_view(reinterpret_cast<const char*>(md), n));
 }
 
 }  // namespace
@@ -76,77 +59,21 @@ absl::StatusOr<FirewallSpec> FromProto(const nodeward::v1::ApplyFirewall& c) {
   return f;
 }
 
-FilterRuleset BuildRuleset(const ManagementAccess& m, const ValidatedFirewall* state) {
-  FilterRuleset r;
-  FilterRule lo;
-  lo.kind = FilterRule::Kind::kLoopback;
-  lo.comment = "nodeward: loopback";
-  r.rules.push_back(lo);
-  FilterRule est;
-  est.kind = FilterRule::Kind::kEstablished;
-  est.comment = "nodeward: replies and established connections";
-  r.rules.push_back(est);
-  FilterRule icmp;
-  icmp.kind = FilterRule::Kind::kIcmp;
-  icmp.icmp_types = kIcmpTypes;
-  icmp.comment = "nodeward: ICMP IPv4 needs (unreachable/PMTU, echo, time exceeded)";
-  r.rules.push_back(icmp);
-  FilterRule icmp6;
-  icmp6.kind = FilterRule::Kind::kIcmpV6;
-  icmp6.icmp_types = kIcmpV6Types;
-  icmp6.comment = "nodeward: ICMPv6 errors, echo, neighbour discovery";
-  r.rules.push_back(icmp6);
-
-  std::vector<platform::FilterPortRange> mgmt_ports;
-  for (uint16_t p : m.tcp_ports) mgmt_ports.push_back({p, p});
-  AddSourceRules(&r, "mgmt", Normalise(m.cidrs, Family::kIpv4), Normalise(m.cidrs, Family::kIpv6),
-                 FilterRule::Protocol::kTcp, mgmt_ports, "nodeward: management access (local config)");
-  if (state == nullptr) return r;
-
-  AddSourceRules(&r, "peers", state->peers_v4, state->peers_v6, FilterRule::Protocol::kAny, {},
-                 "nodeward: internal peers");
-  for (const Service& s : state->services) {
-    const auto proto = s.protocol == Protocol::kTcp ? FilterRule::Protocol::kTcp
-                                                    : FilterRule::Protocol::kUdp;
-    std::vector<platform::FilterPortRange> ports;
-    for (const PortRange& p : s.ports) {
-      ports.push_back({static_cast<uint16_t>(p.first), static_cast<uint16_t>(p.last)});
-    }
-    const std::string comment = absl::StrCat("nodeward: service ", s.name);
-    if (s.allow_all) {
-      for (bool ipv6 : {false, true}) {
-        FilterRule rule;
-        rule.kind = FilterRule::Kind::kSource;
-        rule.ipv6 = ipv6;
-        rule.protocol = proto;
-        rule.ports = ports;
-        rule.comment = comment + " (allow_all)";
-        r.rules.push_back(std::move(rule));
-      }
-      continue;
-    }
-    AddSourceRules(&r, absl::StrCat("svc_", absl::StrReplaceAll(s.name, {{"-", "_"}})),
-                   s.allowed_v4, s.allowed_v6, proto, ports, comment);
-  }
-  return r;
-}
-
 FirewallReconciler::FirewallReconciler(platform::PacketFilter* filter, platform::FileSystem* fs,
                                        platform::Clock* clock, std::string state_path,
-                                       ManagementAccess management)
+                                       ManagementAccess management, size_t max_per_shard)
     : filter_(filter),
       fs_(fs),
       clock_(clock),
       state_path_(std::move(state_path)),
-      management_(std::move(management)) {}
+      management_(std::move(management)),
+      max_per_shard_(max_per_shard) {}
 
 FirewallStatus FirewallReconciler::status() const {
   absl::MutexLock lock(&mu_);
-  FirewallStatus s;
+  FirewallStatus s = stats_;
   s.generation = pending_.has_value() ? pending_->state.generation : confirmed_generation_;
   s.awaiting_confirmation = pending_.has_value();
-  s.rollbacks = rollbacks_;
-  s.last_rollback = last_rollback_;
   return s;
 }
 
@@ -164,40 +91,96 @@ absl::Status FirewallReconciler::Persist(const std::string& confirmed_command,
   return fs_->WriteFileAtomically(state_path_, state.SerializeAsString(), 0600);
 }
 
+void FirewallReconciler::UpdateDigestLocked() {
+  stats_.content_hash = ContentHash(known_.ruleset);
+  platform::ElementCounts n = platform::CountElements(known_.ruleset);
+  stats_.ipv4_intervals = n.ipv4;
+  stats_.ipv6_intervals = n.ipv6;
+}
+
+absl::Status FirewallReconciler::SyncLocked(FilterRuleset desired, std::string* summary) {
+  absl::Status last;
+  for (int attempt = 0; attempt < kSyncAttempts; ++attempt) {
+    if (!known_valid_) {
+      absl::StatusOr<platform::KernelTable> read = filter_->Read();
+      if (!read.ok()) return read.status();
+      known_ = std::move(read).value();
+      known_valid_ = true;
+    }
+    platform::FilterChange change = platform::PlanChange(known_, desired);
+    if (change.empty()) {
+      if (summary != nullptr) *summary = "no change";
+      return absl::OkStatus();
+    }
+    absl::StatusOr<uint32_t> genid = filter_->Commit(change, known_.genid);
+    if (genid.ok()) {
+      if (summary != nullptr) *summary = platform::Describe(change);
+      known_.genid = *genid;
+      known_.exists = true;
+      known_.structure_ok = true;
+      known_.ruleset = std::move(desired);
+      UpdateDigestLocked();
+      return absl::OkStatus();
+    }
+    last = genid.status();
+    // Another writer came in between, or the acks were lost: what the
+    // kernel holds is unknown, so read it again and plan again.
+    if (absl::IsAborted(last) || absl::IsUnknown(last)) {
+      known_valid_ = false;
+      continue;
+    }
+    return last;  // the kernel refused the transaction: nothing changed
+  }
+  return absl::AbortedError(absl::StrCat("firewall: the kernel table kept changing; gave up after ",
+                                         kSyncAttempts, " attempts: ", last.message()));
+}
+
 absl::Status FirewallReconciler::Restore() {
   absl::MutexLock lock(&mu_);
+  known_valid_ = false;  // read what is there: an unchanged state changes nothing
   absl::StatusOr<std::string> raw = fs_->ReadFile(state_path_);
-  if (absl::IsNotFound(raw.status())) return filter_->ReplaceTable(BuildRuleset(management_, nullptr));
-  if (!raw.ok()) return raw.status();
-  nodeward::v1::FirewallState state;
-  nodeward::v1::ApplyFirewall applied;
-  absl::StatusOr<ValidatedFirewall> v = absl::DataLossError("");
-  if (state.ParseFromString(*raw)) {
-    if (state.applied().empty()) {
-      v = absl::NotFoundError("no confirmed state");
-    } else if (applied.ParseFromString(state.applied())) {
-      absl::StatusOr<FirewallSpec> spec = FromProto(applied);
-      if (spec.ok()) v = ValidateFirewall(*spec, 0);
+  absl::Status result;
+  if (absl::IsNotFound(raw.status())) {
+    result = SyncLocked(BuildRuleset(management_, nullptr, max_per_shard_), nullptr);
+  } else if (!raw.ok()) {
+    return raw.status();
+  } else {
+    nodeward::v1::FirewallState state;
+    nodeward::v1::ApplyFirewall applied;
+    absl::StatusOr<ValidatedFirewall> v = absl::DataLossError("");
+    if (state.ParseFromString(*raw)) {
+      if (state.applied().empty()) {
+        v = absl::NotFoundError("no confirmed state");
+      } else if (applied.ParseFromString(state.applied())) {
+        absl::StatusOr<FirewallSpec> spec = FromProto(applied);
+        if (spec.ok()) v = ValidateFirewall(*spec, 0);
+      }
+    }
+    if (absl::IsNotFound(v.status())) {
+      // Only unconfirmed applies ever happened: baseline, but keep the
+      // generation floor so none of them can be replayed.
+      highest_generation_ = state.highest_generation();
+      result = SyncLocked(BuildRuleset(management_, nullptr, max_per_shard_), nullptr);
+    } else if (!v.ok()) {
+      // Keep management access open whatever happened to the file.
+      RETURN_IF_ERROR(SyncLocked(BuildRuleset(management_, nullptr, max_per_shard_), nullptr));
+      return absl::DataLossError(absl::StrCat("firewall state ", state_path_,
+                                              " is corrupt; management-only ruleset applied"));
+    } else {
+      result = SyncLocked(BuildRuleset(management_, &*v, max_per_shard_), nullptr);
+      if (result.ok()) {
+        confirmed_generation_ = state.generation();
+        highest_generation_ = std::max(state.highest_generation(), state.generation());
+        confirmed_command_ = state.applied();
+        confirmed_ = std::move(v).value();
+      }
     }
   }
-  if (absl::IsNotFound(v.status())) {
-    // Only unconfirmed applies ever happened: baseline, but keep the
-    // generation floor so none of them can be replayed.
-    highest_generation_ = state.highest_generation();
-    return filter_->ReplaceTable(BuildRuleset(management_, nullptr));
+  if (result.ok()) {
+    stats_.last_apply = clock_->Now();
+    stats_.last_verified = stats_.last_apply;
   }
-  if (!v.ok()) {
-    // Keep management access open whatever happened to the file.
-    RETURN_IF_ERROR(filter_->ReplaceTable(BuildRuleset(management_, nullptr)));
-    return absl::DataLossError(absl::StrCat("firewall state ", state_path_,
-                                            " is corrupt; management-only ruleset applied"));
-  }
-  RETURN_IF_ERROR(filter_->ReplaceTable(BuildRuleset(management_, &*v)));
-  confirmed_generation_ = state.generation();
-  highest_generation_ = std::max(state.highest_generation(), state.generation());
-  confirmed_command_ = state.applied();
-  confirmed_ = std::move(v).value();
-  return absl::OkStatus();
+  return result;
 }
 
 absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::Apply(
@@ -216,7 +199,8 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
   }
   ASSIGN_OR_RETURN(FirewallSpec spec, FromProto(c));
   ASSIGN_OR_RETURN(ValidatedFirewall v, ValidateFirewall(spec, highest_generation_));
-  FilterRuleset ruleset = BuildRuleset(management_, &v);
+  spec = FirewallSpec();  // the CIDR texts are no longer needed
+  FilterRuleset ruleset = BuildRuleset(management_, &v, max_per_shard_);
 
   nodeward::v1::CommandResult result;
   auto* fr = result.mutable_firewall();
@@ -224,16 +208,24 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
   fr->set_dry_run(c.dry_run());
   for (const auto& n : v.normalised) fr->add_normalised(n);
   fr->set_rules(static_cast<uint32_t>(ruleset.rules.size()));
-  for (const FilterSet& s : ruleset.sets) {
-    if (s.ipv6) {
-      fr->set_ipv6_intervals(fr->ipv6_intervals() + static_cast<uint32_t>(s.intervals.size()));
-    } else {
-      fr->set_ipv4_intervals(fr->ipv4_intervals() + static_cast<uint32_t>(s.intervals.size()));
+  platform::ElementCounts counts = platform::CountElements(ruleset);
+  fr->set_ipv4_intervals(static_cast<uint32_t>(counts.ipv4));
+  fr->set_ipv6_intervals(static_cast<uint32_t>(counts.ipv6));
+  if (c.dry_run()) {
+    // The diff against what the kernel is known to hold; nothing changes.
+    if (!known_valid_) {
+      absl::StatusOr<platform::KernelTable> read = filter_->Read();
+      if (!read.ok()) return read.status();
+      known_ = std::move(read).value();
+      known_valid_ = true;
     }
+    fr->set_plan(platform::Describe(platform::PlanChange(known_, ruleset)));
+    return result;
   }
-  if (c.dry_run()) return result;
 
-  RETURN_IF_ERROR(filter_->ReplaceTable(ruleset));
+  std::string summary;
+  RETURN_IF_ERROR(SyncLocked(std::move(ruleset), &summary));
+  fr->set_plan(summary);
   const bool confirm = c.confirm_within_seconds() > 0;
   const std::string serialized = c.SerializeAsString();
   // An unconfirmed apply keeps the confirmed state on disk: a restart before
@@ -242,11 +234,14 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
                                : Persist(serialized, v.generation, v.generation);
   if (!saved.ok()) {
     // Kernel and disk must not disagree about what is in force.
-    (void)filter_->ReplaceTable(BuildRuleset(management_, InForce()));
+    absl::Status back = SyncLocked(BuildRuleset(management_, InForce(), max_per_shard_), nullptr);
+    if (!back.ok()) stats_.error = absl::StrCat("restore after a failed persist: ", back.message());
     return absl::UnavailableError(absl::StrCat("persist firewall state: ", saved.message(),
                                                "; previous ruleset restored"));
   }
   highest_generation_ = v.generation;
+  stats_.last_apply = clock_->Now();
+  stats_.error.clear();
   if (confirm) {
     fr->set_awaiting_confirmation(true);
     pending_ = Pending{std::move(v), serialized,
@@ -285,14 +280,73 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ConfirmLocked(ui
 absl::Status FirewallReconciler::CheckDeadline(absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (!pending_.has_value() || now < pending_->deadline) return absl::OkStatus();
-  RETURN_IF_ERROR(filter_->ReplaceTable(
-      BuildRuleset(management_, confirmed_.has_value() ? &*confirmed_ : nullptr)));
-  ++rollbacks_;
-  last_rollback_ = absl::StrCat("generation ", pending_->state.generation,
-                                " was not confirmed in time; rolled back to generation ",
-                                confirmed_generation_);
+  RETURN_IF_ERROR(SyncLocked(
+      BuildRuleset(management_, confirmed_.has_value() ? &*confirmed_ : nullptr, max_per_shard_),
+      nullptr));
+  ++stats_.rollbacks;
+  stats_.last_rollback = absl::StrCat("generation ", pending_->state.generation,
+                                      " was not confirmed in time; rolled back to generation ",
+                                      confirmed_generation_);
+  stats_.last_apply = now;
   pending_.reset();
   return absl::OkStatus();
+}
+
+absl::Status FirewallReconciler::Verify(const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  return VerifyLocked(why);
+}
+
+absl::Status FirewallReconciler::VerifyLocked(const std::string& why) {
+  absl::StatusOr<platform::KernelTable> read = filter_->Read();
+  if (!read.ok()) {
+    stats_.error = absl::StrCat("read back: ", read.status().message());
+    return read.status();
+  }
+  known_ = std::move(read).value();
+  known_valid_ = true;
+  const FilterRuleset desired = BuildRuleset(management_, InForce(), max_per_shard_);
+  const platform::FilterChange drift = platform::PlanChange(known_, desired);
+  stats_.last_verified = clock_->Now();
+  if (drift.empty()) {
+    UpdateDigestLocked();
+    stats_.error.clear();
+    return absl::OkStatus();
+  }
+  const std::string found = known_.exists ? platform::Describe(drift) : "table missing";
+  std::string summary;
+  absl::Status repaired = SyncLocked(desired, &summary);
+  ++stats_.drift_repairs;
+  stats_.last_drift = absl::StrCat(absl::FormatTime(stats_.last_verified), ": ", why,
+                                   "; repaired (", found, ")");
+  if (!repaired.ok()) {
+    stats_.error = absl::StrCat("repair drift: ", repaired.message());
+    return repaired;
+  }
+  stats_.error.clear();
+  return absl::OkStatus();
+}
+
+absl::Status FirewallReconciler::OnEvents(const std::vector<platform::FilterEvent>& events) {
+  absl::MutexLock lock(&mu_);
+  std::string why;
+  for (const platform::FilterEvent& e : events) {
+    if (e.lost) {
+      why = "netlink events were lost";
+      continue;
+    }
+    if (e.own) continue;  // our own commit: known_ already says what it did
+    if (!e.touched_table) {
+      // Someone else's table: what we know of ours still holds.
+      if (known_valid_ && e.genid > known_.genid) known_.genid = e.genid;
+      continue;
+    }
+    why = absl::StrCat(e.what.empty() ? std::string("table changed") : e.what, " by ",
+                       e.process.empty() ? std::string("unknown") : e.process,
+                       e.pid != 0 ? absl::StrCat(" (pid ", e.pid, ")") : std::string());
+  }
+  if (why.empty()) return absl::OkStatus();
+  return VerifyLocked(why);
 }
 
 }  // namespace nodeward::firewall

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/command/command_handler.h"
 #include "agent/firewall/firewall_spec.h"
+#include "agent/firewall/ruleset_builder.h"
 #include "nodeward/v1/command.pb.h"
 #include "platform/clock.h"
 #include "platform/file_system.h"
@@ -16,45 +17,50 @@
 
 namespace nodeward::firewall {
 
-// Always present, from the agent's local config: no command removes it.
-struct ManagementAccess {
-  std::vector<Cidr> cidrs;
-  std::vector<uint16_t> tcp_ports;
-};
-
 // The ApplyFirewall command as a FirewallSpec. INVALID_ARGUMENT for an
 // unspecified protocol or a port above 65535 in `last`.
 absl::StatusOr<FirewallSpec> FromProto(const nodeward::v1::ApplyFirewall& command);
-
-// The kernel ruleset for a validated state; `state` null gives the
-// management-only baseline (first boot, before any ApplyFirewall). Rule
-// order and the reason for each rule: docs/firewall.md.
-platform::FilterRuleset BuildRuleset(const ManagementAccess& management,
-                                     const ValidatedFirewall* state);
 
 struct FirewallStatus {
   uint64_t generation = 0;  // in force (kernel)
   bool awaiting_confirmation = false;
   uint64_t rollbacks = 0;
   std::string last_rollback;
+  std::string content_hash;  // of the table as last verified/committed
+  uint64_t ipv4_intervals = 0;
+  uint64_t ipv6_intervals = 0;
+  uint64_t drift_repairs = 0;
+  std::string last_drift;
+  absl::Time last_apply = absl::InfinitePast();
+  absl::Time last_verified = absl::InfinitePast();
+  std::string error;  // kernel not in the desired state (empty when it is)
 };
 
 // Owns the firewall: the desired state (persisted), the generation in
-// force, commit-confirmed deadlines, and the PacketFilter. Handles
-// ApplyFirewall and ConfirmFirewall. Thread-safe.
+// force, commit-confirmed deadlines, drift repair, and the PacketFilter.
+// Handles ApplyFirewall and ConfirmFirewall. Thread-safe.
+//
+// Every change to the kernel goes through one loop: plan the smallest
+// transaction from what the kernel is known to hold to what is desired,
+// commit it guarded by the ruleset generation, and on a conflict with
+// another writer or a lost ack re-read the table and plan again (at most
+// 5 times).
 class FirewallReconciler final : public CommandHandler {
  public:
   FirewallReconciler(platform::PacketFilter* filter, platform::FileSystem* fs,
-                     platform::Clock* clock, std::string state_path, ManagementAccess management);
+                     platform::Clock* clock, std::string state_path, ManagementAccess management,
+                     size_t max_per_shard = kMaxShardIntervals);
 
-  // Boot: applies the last *confirmed* state, or the management-only
-  // baseline if there is none (an unconfirmed apply does not survive a
-  // restart: that is a rollback). DATA_LOSS if the state file is corrupt
-  // (the baseline is applied first, so management access stays open).
+  // Boot: brings the kernel to the last *confirmed* state, or the
+  // management-only baseline if there is none (an unconfirmed apply does not
+  // survive a restart: that is a rollback). Reads the table first, so a
+  // restart with an unchanged state changes nothing in the kernel. DATA_LOSS
+  // if the state file is corrupt (the baseline is applied, so management
+  // access stays open).
   absl::Status Restore();
 
-  // ApplyFirewall: validate -> (dry run: report) -> replace the table in one
-  // transaction -> persist (or put the previous ruleset back). With
+  // ApplyFirewall: validate -> (dry run: report the diff) -> one
+  // transaction -> persist (or put the previous state back). With
   // confirm_within_seconds the new state is pending until confirmed.
   // ConfirmFirewall: makes the pending generation the confirmed state.
   absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& command) override;
@@ -62,6 +68,15 @@ class FirewallReconciler final : public CommandHandler {
   // Rolls a pending apply back to the confirmed state once its deadline has
   // passed. Called by the agent's main loop every second.
   absl::Status CheckDeadline(absl::Time now);
+
+  // Reads the table back and repairs any difference from the desired state
+  // (counted as drift). `why` says what prompted the check.
+  absl::Status Verify(const std::string& why);
+
+  // Ruleset changes seen by the netlink monitor: a change to the agent's
+  // table by anyone else (or lost events) triggers Verify at once; other
+  // writers' changes elsewhere only advance the known generation.
+  absl::Status OnEvents(const std::vector<platform::FilterEvent>& events);
 
   FirewallStatus status() const;
   uint64_t generation() const { return status().generation; }
@@ -79,20 +94,28 @@ class FirewallReconciler final : public CommandHandler {
   absl::Status Persist(const std::string& confirmed_command, uint64_t confirmed_generation,
                        uint64_t highest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const ValidatedFirewall* InForce() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings the kernel to `desired`; `summary` gets what was changed.
+  absl::Status SyncLocked(platform::FilterRuleset desired, std::string* summary)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status VerifyLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateDigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   platform::PacketFilter* const filter_;
   platform::FileSystem* const fs_;
   platform::Clock* const clock_;
   const std::string state_path_;
   const ManagementAccess management_;
+  const size_t max_per_shard_;
   mutable absl::Mutex mu_;
   std::optional<ValidatedFirewall> confirmed_ ABSL_GUARDED_BY(mu_);
   std::string confirmed_command_ ABSL_GUARDED_BY(mu_);
   uint64_t confirmed_generation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t highest_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<Pending> pending_ ABSL_GUARDED_BY(mu_);
-  uint64_t rollbacks_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string last_rollback_ ABSL_GUARDED_BY(mu_);
+  // What the kernel is known to hold (valid until another writer commits).
+  platform::KernelTable known_ ABSL_GUARDED_BY(mu_);
+  bool known_valid_ ABSL_GUARDED_BY(mu_) = false;
+  FirewallStatus stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nodeward::firewall

@@ -7,8 +7,32 @@ namespace {
 
 std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& stats) {
   std::vector<std::string> out = info.startup_problems;
+  if (info.firewall_enabled && !info.firewall.error.empty()) {
+    out.push_back("FIREWALL_OUT_OF_SYNC: " + info.firewall.error);
+  }
   out.insert(out.end(), stats.degraded_reasons.begin(), stats.degraded_reasons.end());
   return out;
+}
+
+// The same firewall fields exist in both reports.
+template <typename Report>
+void SetFirewall(const AgentInfo& info, Report* r) {
+  r->set_firewall_enabled(info.firewall_enabled);
+  if (!info.firewall_enabled) return;
+  const firewall::FirewallStatus& f = info.firewall;
+  r->set_firewall_generation(f.generation);
+  r->set_firewall_awaiting_confirmation(f.awaiting_confirmation);
+  r->set_firewall_rollbacks(f.rollbacks);
+  r->set_firewall_content_hash(f.content_hash);
+  r->set_firewall_ipv4_intervals(f.ipv4_intervals);
+  r->set_firewall_ipv6_intervals(f.ipv6_intervals);
+  r->set_firewall_drift_repairs(f.drift_repairs);
+  r->set_firewall_last_drift(f.last_drift);
+  if (f.last_apply != absl::InfinitePast()) *r->mutable_firewall_last_apply() = ToTimestamp(f.last_apply);
+  if (f.last_verified != absl::InfinitePast()) {
+    *r->mutable_firewall_last_verified() = ToTimestamp(f.last_verified);
+  }
+  r->set_firewall_error(f.error);
 }
 
 }  // namespace
@@ -34,10 +58,7 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   r.set_commands_applied(stats.applied);
   r.set_commands_rejected(stats.rejected);
   r.set_commands_replayed(stats.replayed);
-  r.set_firewall_enabled(info.firewall_enabled);
-  r.set_firewall_generation(info.firewall_generation);
-  r.set_firewall_awaiting_confirmation(info.firewall_awaiting_confirmation);
-  r.set_firewall_rollbacks(info.firewall_rollbacks);
+  SetFirewall(info, &r);
   return r;
 }
 
@@ -61,11 +82,8 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   *r.mutable_trust_loaded_at() = ToTimestamp(info.trust_loaded_at);
   r.set_last_reload_error(info.last_reload_error);
   for (const auto& c : stats.recent) *r.add_recent_commands() = c;
-  r.set_firewall_enabled(info.firewall_enabled);
-  r.set_firewall_generation(info.firewall_generation);
-  r.set_firewall_awaiting_confirmation(info.firewall_awaiting_confirmation);
-  r.set_firewall_rollbacks(info.firewall_rollbacks);
-  r.set_firewall_last_rollback(info.firewall_last_rollback);
+  SetFirewall(info, &r);
+  r.set_firewall_last_rollback(info.firewall.last_rollback);
   return r;
 }
 

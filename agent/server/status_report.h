@@ -8,6 +8,8 @@
 #include "nodeward/v1/agent.pb.h"
 #include "nodeward/v1/state.pb.h"
 
+#include "agent/firewall/firewall_reconciler.h"
+
 namespace nodeward {
 
 // Facts about the running agent that are not command statistics.
@@ -21,10 +23,7 @@ struct AgentInfo {
   absl::Time trust_loaded_at;
   std::string last_reload_error;
   bool firewall_enabled = false;
-  uint64_t firewall_generation = 0;
-  bool firewall_awaiting_confirmation = false;
-  uint64_t firewall_rollbacks = 0;
-  std::string firewall_last_rollback;
+  firewall::FirewallStatus firewall;
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

@@ -11,17 +11,21 @@
 
 namespace nodeward::platform {
 
-// nftables through libnftnl/libmnl: every change is one netlink batch
-// (one kernel transaction). Never spawns nft. Works in the network namespace
-// of the calling thread at the time of each call.
+// nftables through libnftnl/libmnl: every change is one netlink batch (one
+// kernel transaction) guarded by the ruleset generation id. Never spawns
+// nft. Works in the network namespace of the calling thread at the time of
+// each call (Watch: at the time it is opened).
 class NftPacketFilter final : public PacketFilter {
  public:
   explicit NftPacketFilter(std::string table = "nodeward") : table_(std::move(table)) {}
 
   // platform::PacketFilter
-  absl::Status ReplaceTable(const FilterRuleset& ruleset) override;
-  absl::Status DeleteTable() override;
-  absl::StatusOr<bool> TableExists() override;
+  absl::StatusOr<KernelTable> Read() override;
+  absl::StatusOr<uint32_t> Commit(const FilterChange& change, uint32_t genid) override;
+  absl::StatusOr<std::unique_ptr<FilterWatch>> Watch() override;
+
+  // Removes the table; OK if it was absent (tests and uninstall).
+  absl::Status DeleteTable();
 
  private:
   std::string table_;

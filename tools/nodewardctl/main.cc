@@ -299,7 +299,18 @@ int Status(const Args& a) {
                     ? absl::StrCat(", ", r.firewall_rollbacks(), " rollbacks; last: ",
                                    r.firewall_last_rollback())
                     : std::string())
-            << "\n"
+            << "\n";
+  if (r.firewall_enabled()) {
+    std::cout << "  kernel table: " << r.firewall_ipv4_intervals() << " IPv4 + "
+              << r.firewall_ipv6_intervals() << " IPv6 intervals, sha256 "
+              << r.firewall_content_hash().substr(0, 16) << "…, verified "
+              << FormatTime(r.firewall_last_verified()) << "\n"
+              << "  drift repairs: " << r.firewall_drift_repairs()
+              << (r.firewall_last_drift().empty() ? "" : "; last: ") << r.firewall_last_drift()
+              << "\n";
+    if (!r.firewall_error().empty()) std::cout << "  error:        " << r.firewall_error() << "\n";
+  }
+  std::cout
             << "trusted keys:   " << r.trusted_keys() << " (loaded "
             << FormatTime(r.trust_loaded_at()) << ")\n";
   if (!r.last_reload_error().empty()) {

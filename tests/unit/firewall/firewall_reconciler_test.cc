@@ -79,12 +79,12 @@ TEST_F(ReconcilerTest, AppliesPersistsAndRestores) {
 
 TEST_F(ReconcilerTest, DryRunChangesNothing) {
   ASSERT_THAT(rec_.Restore(), IsOk());
-  int before = filter_.replaces();
+  int before = filter_.commits();
   auto r = rec_.Apply(Cmd(1, {"192.168.1.15/32"}, /*dry_run=*/true));
   ASSERT_THAT(r, IsOk());
   EXPECT_TRUE(r->firewall().dry_run());
   EXPECT_EQ(r->firewall().ipv4_intervals(), 3u);  // mgmt, peer, service
-  EXPECT_EQ(filter_.replaces(), before);
+  EXPECT_EQ(filter_.commits(), before);
   EXPECT_FALSE(fs_.Exists("/state/firewall.pb"));
   EXPECT_EQ(rec_.generation(), 0u);
 }
