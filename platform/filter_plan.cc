@@ -71,6 +71,7 @@ FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired
       // type in place, so replace the table.
       if (!(k.intervals.empty() && s.intervals.empty())) return FullReplace(desired);
     }
+    if (k.intervals == s.intervals && k.targets == s.targets) continue;  // the common case
     const std::vector<Entry> have = Entries(k), want = Entries(s);
     std::vector<Entry> del, add;
     std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(del));
@@ -79,7 +80,7 @@ FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired
     if (!add.empty()) c.add_elements.push_back(ToElements(s, add));
   }
   for (const FilterSet& k : cur.sets) {
-    if (want_sets.count(k.name) == 0) c.delete_sets.push_back(k.name);
+    if (want_sets.count(k.name) == 0) (k.is_map() ? c.delete_maps : c.delete_sets).push_back(k.name);
   }
   const auto cur_chains = ByName(cur.chains);
   const auto want_chains = ByName(desired.chains);
@@ -212,6 +213,23 @@ absl::Status ApplyChange(const FilterChange& change, KernelTable* table) {
     if (absl::Status s = check_refs(ch.rules); !s.ok()) return s;
     k->rules = ch.rules;
   }
+  auto delete_set = [&](const std::string& n) -> absl::Status {
+    if (find_set(n) == nullptr) return absl::NotFoundError(absl::StrCat("set ", n));
+    auto used = [&](const std::vector<FilterRule>& rules) {
+      return std::any_of(rules.begin(), rules.end(),
+                         [&](const FilterRule& x) { return References(x, n); });
+    };
+    bool busy = used(r.rules);
+    for (const FilterChain& ch : r.chains) busy = busy || used(ch.rules);
+    if (busy) return absl::FailedPreconditionError(absl::StrCat("set ", n, " is still in use"));
+    r.sets.erase(std::remove_if(r.sets.begin(), r.sets.end(),
+                                [&](const FilterSet& s) { return s.name == n; }),
+                 r.sets.end());
+    return absl::OkStatus();
+  };
+  for (const std::string& n : change.delete_maps) {
+    if (absl::Status s = delete_set(n); !s.ok()) return s;
+  }
   for (const std::string& n : change.delete_chains) {
     if (find_chain(n) == nullptr) return absl::NotFoundError(absl::StrCat("chain ", n));
     for (const FilterSet& s : r.sets) {
@@ -224,17 +242,7 @@ absl::Status ApplyChange(const FilterChange& change, KernelTable* table) {
                    r.chains.end());
   }
   for (const std::string& n : change.delete_sets) {
-    if (find_set(n) == nullptr) return absl::NotFoundError(absl::StrCat("set ", n));
-    auto used = [&](const std::vector<FilterRule>& rules) {
-      return std::any_of(rules.begin(), rules.end(),
-                         [&](const FilterRule& x) { return References(x, n); });
-    };
-    bool busy = used(r.rules);
-    for (const FilterChain& ch : r.chains) busy = busy || used(ch.rules);
-    if (busy) return absl::FailedPreconditionError(absl::StrCat("set ", n, " is still in use"));
-    r.sets.erase(std::remove_if(r.sets.begin(), r.sets.end(),
-                                [&](const FilterSet& s) { return s.name == n; }),
-                 r.sets.end());
+    if (absl::Status s = delete_set(n); !s.ok()) return s;
   }
   *table = std::move(t);
   return absl::OkStatus();
@@ -266,7 +274,9 @@ std::string Describe(const FilterChange& c) {
   if (!c.delete_chains.empty()) {
     parts.push_back(absl::StrCat(c.delete_chains.size(), " chains removed"));
   }
-  if (!c.delete_sets.empty()) parts.push_back(absl::StrCat(c.delete_sets.size(), " sets removed"));
+  if (!c.delete_sets.empty() || !c.delete_maps.empty()) {
+    parts.push_back(absl::StrCat(c.delete_sets.size() + c.delete_maps.size(), " sets removed"));
+  }
   return absl::StrJoin(parts, ", ");
 }
 

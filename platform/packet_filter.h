@@ -98,7 +98,8 @@ struct KernelTable {
 // empty) or `create_table`; new sets and their elements; new chains and
 // their rules; element deletes then adds on kept sets and maps; the input
 // chain flushed and rewritten (when `base_rules` is set) and the regular
-// chains in `rewrite_chains`; chains to flush and delete; sets to delete.
+// chains in `rewrite_chains`; verdict maps to delete (they jump to chains);
+// chains to flush and delete; sets to delete.
 struct FilterChange {
   bool create_table = false;
   bool replace_table = false;  // implies creating the base chain
@@ -114,13 +115,15 @@ struct FilterChange {
   std::vector<Elements> add_elements;
   std::optional<std::vector<FilterRule>> base_rules;
   std::vector<FilterChain> rewrite_chains;  // regular chains flushed and rewritten
+  std::vector<std::string> delete_maps;
   std::vector<std::string> delete_chains;
   std::vector<std::string> delete_sets;
 
   bool empty() const {
     return !create_table && !replace_table && add_sets.empty() && add_chains.empty() &&
            delete_elements.empty() && add_elements.empty() && !base_rules.has_value() &&
-           rewrite_chains.empty() && delete_chains.empty() && delete_sets.empty();
+           rewrite_chains.empty() && delete_maps.empty() && delete_chains.empty() &&
+           delete_sets.empty();
   }
 };
 

@@ -27,8 +27,9 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
   if (c.status_socket().path().empty()) c.mutable_status_socket()->set_path(kDefaultStatusSocket);
   auto* l = c.mutable_limits();
   if (l->max_envelope_bytes() == 0) l->set_max_envelope_bytes(65536);
-  if (l->max_envelope_bytes() > (4u << 20)) {
-    return absl::InvalidArgumentError("config: limits.max_envelope_bytes above 4 MiB");
+  // 64 MiB: room for a firewall allow-list of about a million CIDRs.
+  if (l->max_envelope_bytes() > (64u << 20)) {
+    return absl::InvalidArgumentError("config: limits.max_envelope_bytes above 64 MiB");
   }
   if (l->max_signatures() == 0) l->set_max_signatures(8);
   if (l->clock_skew_seconds() == 0) l->set_clock_skew_seconds(300);

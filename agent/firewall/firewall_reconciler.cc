@@ -71,6 +71,10 @@ FirewallReconciler::FirewallReconciler(platform::PacketFilter* filter, platform:
 
 FirewallStatus FirewallReconciler::status() const {
   absl::MutexLock lock(&mu_);
+  if (digest_dirty_) {
+    stats_.content_hash = ContentHash(known_.ruleset);
+    digest_dirty_ = false;
+  }
   FirewallStatus s = stats_;
   s.generation = pending_.has_value() ? pending_->state.generation : confirmed_generation_;
   s.awaiting_confirmation = pending_.has_value();
@@ -92,10 +96,11 @@ absl::Status FirewallReconciler::Persist(const std::string& confirmed_command,
 }
 
 void FirewallReconciler::UpdateDigestLocked() {
-  stats_.content_hash = ContentHash(known_.ruleset);
+  // Counted now (cheap), hashed when someone asks (O(size of the table)).
   platform::ElementCounts n = platform::CountElements(known_.ruleset);
   stats_.ipv4_intervals = n.ipv4;
   stats_.ipv6_intervals = n.ipv6;
+  digest_dirty_ = true;
 }
 
 absl::Status FirewallReconciler::SyncLocked(FilterRuleset desired, std::string* summary) {
@@ -110,6 +115,7 @@ absl::Status FirewallReconciler::SyncLocked(FilterRuleset desired, std::string* 
     platform::FilterChange change = platform::PlanChange(known_, desired);
     if (change.empty()) {
       if (summary != nullptr) *summary = "no change";
+      UpdateDigestLocked();
       return absl::OkStatus();
     }
     absl::StatusOr<uint32_t> genid = filter_->Commit(change, known_.genid);

@@ -115,7 +115,8 @@ class FirewallReconciler final : public CommandHandler {
   // What the kernel is known to hold (valid until another writer commits).
   platform::KernelTable known_ ABSL_GUARDED_BY(mu_);
   bool known_valid_ ABSL_GUARDED_BY(mu_) = false;
-  FirewallStatus stats_ ABSL_GUARDED_BY(mu_);
+  mutable FirewallStatus stats_ ABSL_GUARDED_BY(mu_);
+  mutable bool digest_dirty_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace nodeward::firewall

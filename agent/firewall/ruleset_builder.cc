@@ -93,7 +93,7 @@ void AddSourceRules(FilterRuleset* r, const std::string& base, const std::vector
       r->sets.push_back(FilterSet{name, ipv6, ToFilter(iv), {}});
       rule.source_set = name;
     } else {
-      FilterSet map{name, ipv6, {}, {}};
+      FilterSet map{name + "_map", ipv6, {}, {}};
       for (Shard& s : ShardIntervals(iv, ipv6 ? Family::kIpv6 : Family::kIpv4, max_per_shard)) {
         const std::string shard = absl::StrCat(name, "_", BlockName(s.block.first, s.prefix, ipv6));
         map.intervals.push_back({s.block.first, s.block.last});
@@ -106,8 +106,8 @@ void AddSourceRules(FilterRuleset* r, const std::string& base, const std::vector
         accept.comment = absl::StrCat(comment, " (shard)");
         r->chains.push_back(FilterChain{shard, {accept}});
       }
+      rule.source_map = map.name;
       r->sets.push_back(std::move(map));
-      rule.source_map = name;
     }
     if (ports.empty()) {
       r->rules.push_back(rule);

@@ -967,16 +967,18 @@ absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uin
     flush_chain(ch.name);
     add_rules(ch.name, ch.rules);
   }
-  for (const std::string& name : change.delete_chains) {
-    flush_chain(name);
-    chain_msg(NFT_MSG_DELCHAIN, 0, name);
-  }
-  for (const std::string& name : change.delete_sets) {
+  auto delete_set = [&](const std::string& name) {
     std::unique_ptr<nftnl_set, SetFree> set(nftnl_set_alloc());
     nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table.c_str());
     nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name.c_str());
     b.Add(NFT_MSG_DELSET, 0, [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); });
+  };
+  for (const std::string& name : change.delete_maps) delete_set(name);
+  for (const std::string& name : change.delete_chains) {
+    flush_chain(name);
+    chain_msg(NFT_MSG_DELCHAIN, 0, name);
   }
+  for (const std::string& name : change.delete_sets) delete_set(name);
   absl::Status s = Send(b, absl::StrCat("update table inet ", table_));
   if (!s.ok()) return s;
   return genid + 1;  // the kernel bumps the generation once per commit

@@ -11,7 +11,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "agent/firewall/ruleset_builder.h"
 #include "gtest/gtest.h"
+#include "platform/filter_plan.h"
+#include "platform/linux/nft_packet_filter_linux.h"
 #include "tests/common/netns.h"
 
 namespace nodeward::testing {
@@ -39,6 +42,7 @@ class FirewallAgentTest : public ::testing::Test {
       R"(/pki/server.key", "client_ca_file": ")", dir_, R"(/pki/ca.pem"},
       "state_dir": ")", dir_, R"(/state", "status_socket": {"path": ")", dir_, R"(/status.sock"},
       "firewall": {"enabled": true, "management_cidrs": [")", net_.Ip(2), R"(/32"]},
+      "limits": {"max_envelope_bytes": 4194304},
       "trust": {"keys": [)", key.str(), R"(], "policies": [
         {"command_type": "apply_firewall", "allowed_roles": ["orchestrator"]},
         {"command_type": "confirm_firewall", "allowed_roles": ["orchestrator"]}]}})");
@@ -52,6 +56,14 @@ class FirewallAgentTest : public ::testing::Test {
   }
 
   void StartAgent() {
+    // The log is appended to across restarts: only look past its end now.
+    size_t offset = 0;
+    {
+      std::ifstream in(dir_ + "/agent.log");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      offset = ss.str().size();
+    }
     pid_ = fork();
     if (pid_ == 0) {
       std::string log = dir_ + "/agent.log";
@@ -64,7 +76,9 @@ class FirewallAgentTest : public ::testing::Test {
       std::ifstream in(dir_ + "/agent.log");
       std::stringstream ss;
       ss << in.rdbuf();
-      if (absl::StrContains(ss.str(), "serving on")) return;
+      if (ss.str().size() > offset && absl::StrContains(ss.str().substr(offset), "serving on")) {
+        return;
+      }
       if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
         pid_ = -1;
         FAIL() << "agent exited: " << ss.str();
@@ -72,6 +86,13 @@ class FirewallAgentTest : public ::testing::Test {
       usleep(50000);
     }
     FAIL() << "agent never became ready";
+  }
+  void KillAgent() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    // `ip netns exec` execs the agent, so the pid is the agent's own.
   }
   void StopAgent() {
     if (pid_ <= 0) return;
@@ -91,6 +112,26 @@ class FirewallAgentTest : public ::testing::Test {
         R"(, "confirm_within_seconds": )", confirm_within,
         R"(, "services": [{"name": "pg", "protocol": "PROTOCOL_TCP", "ports": [{"first": 5432}], "allowed_cidrs": [)",
         cidrs, "]}]}}"));
+  }
+  std::string Nft(const std::string& args) {
+    std::string out;
+    Sh(absl::StrCat("ip netns exec ", net_.server, " nft ", args), &out);
+    return out;
+  }
+  std::string Status() {
+    std::string out;
+    Sh(absl::StrCat(NODEWARDCTL_BIN, " status --socket ", dir_, "/status.sock"), &out);
+    return out;
+  }
+  // IPv4 intervals in the agent's table, read back from the kernel.
+  uint64_t KernelIpv4Intervals() {
+    uint64_t n = 0;
+    InNetns(net_.server, [&] {
+      platform::NftPacketFilter f;
+      absl::StatusOr<platform::KernelTable> t = f.Read();
+      if (t.ok() && t->exists) n = platform::CountElements(t->ruleset).ipv4;
+    });
+    return n;
   }
   std::string SendJson(const std::string& cmd) {
     std::ofstream(dir_ + "/cmd.json") << cmd;
@@ -172,6 +213,121 @@ TEST_F(FirewallAgentTest, UnconfirmedApplyIsRolledBack) {
   out = SendJson(R"({"node_id": "fw-node", "sequence": 4, "confirm_firewall": {"generation": 3}})");
   ASSERT_TRUE(absl::StrContains(out, "APPLIED")) << out;
   EXPECT_TRUE(net_.CanConnect(3, 5432));
+}
+
+// Drift: `nft flush ruleset` and a foreign rule in the agent's table are
+// both undone within about a second, counted and reported.
+TEST_F(FirewallAgentTest, FlushAndForeignEditsAreRepaired) {
+  StartAgent();
+  ASSERT_TRUE(absl::StrContains(Send(1, 1, "\"" + net_.Ip(3) + "/32\""), "APPLIED"));
+  ASSERT_FALSE(net_.CanConnect(2, 5432));
+
+  Nft("flush ruleset");
+  absl::Time flushed = absl::Now();
+  bool back = false;
+  while (!back && absl::Now() - flushed < absl::Seconds(5)) {
+    back = absl::StrContains(Nft("list table inet nodeward"), "policy drop");
+    if (!back) usleep(20000);
+  }
+  ASSERT_TRUE(back) << "table not restored within 5 s";
+  std::cerr << "table restored " << absl::ToDoubleMilliseconds(absl::Now() - flushed)
+            << " ms after nft flush ruleset\n";
+  EXPECT_LT(absl::Now() - flushed, absl::Seconds(1));
+  EXPECT_TRUE(net_.CanConnect(3, 5432));
+  EXPECT_FALSE(net_.CanConnect(2, 5432));
+
+  // Someone opens a hole in the agent's own chain.
+  Nft("insert rule inet nodeward input ip saddr " + net_.Ip(2) + " accept");
+  absl::Time edited = absl::Now();
+  bool gone = false;
+  while (!gone && absl::Now() - edited < absl::Seconds(5)) {
+    gone = !absl::StrContains(Nft("list chain inet nodeward input"), "ip saddr " + net_.Ip(2) + " accept");
+    if (!gone) usleep(20000);
+  }
+  ASSERT_TRUE(gone) << "foreign rule not removed within 5 s";
+  EXPECT_LT(absl::Now() - edited, absl::Seconds(1));
+  EXPECT_FALSE(net_.CanConnect(2, 5432));
+  EXPECT_TRUE(net_.CanConnect(2, 7443));
+
+  // A foreign element in our set is removed too.
+  Nft("add element inet nodeward svc_pg_v4 { " + net_.Ip(2) + " }");
+  absl::Time added = absl::Now();
+  bool removed = false;
+  while (!removed && absl::Now() - added < absl::Seconds(5)) {
+    removed = !absl::StrContains(Nft("list set inet nodeward svc_pg_v4"), net_.Ip(2));
+    if (!removed) usleep(20000);
+  }
+  EXPECT_TRUE(removed);
+
+  const std::string status = Status();
+  EXPECT_TRUE(absl::StrContains(status, "drift repairs: 3")) << status;
+  EXPECT_TRUE(absl::StrContains(status, "by nft")) << status;
+  // Someone else's table is none of the agent's business.
+  Nft("add table inet other");
+  usleep(300000);
+  EXPECT_TRUE(absl::StrContains(Nft("list tables"), "table inet other"));
+  EXPECT_TRUE(absl::StrContains(Status(), "drift repairs: 3"));
+}
+
+// A restart (even a SIGKILL) with an unchanged state leaves the kernel
+// exactly as it was: same objects, same handles.
+TEST_F(FirewallAgentTest, RestartWithUnchangedStateChangesNothing) {
+  StartAgent();
+  ASSERT_TRUE(absl::StrContains(Send(1, 1, "\"" + net_.Ip(3) + "/32\""), "APPLIED"));
+  const std::string before = Nft("-a list table inet nodeward");
+  KillAgent();
+  StartAgent();
+  EXPECT_EQ(Nft("-a list table inet nodeward"), before);
+  StopAgent();
+  StartAgent();
+  EXPECT_EQ(Nft("-a list table inet nodeward"), before);
+  EXPECT_TRUE(absl::StrContains(Status(), "drift repairs: 0")) << Status();
+}
+
+// SIGKILL while a large apply is in flight: the kernel holds all of the old
+// list or all of the new one, never a mix, before and after the restart.
+TEST_F(FirewallAgentTest, SigkillDuringALargeApplyLeavesOldOrNew) {
+  auto list = [](uint32_t second_octet, int n, const std::string& extra) {
+    std::string out = "\"" + extra + "/32\"";
+    for (int i = 0; i < n; ++i) {
+      const uint32_t v = (172u << 24) | (second_octet << 16) | static_cast<uint32_t>(2 * i);
+      absl::StrAppend(&out, ",\"", v >> 24, ".", (v >> 16) & 255, ".", (v >> 8) & 255, ".",
+                      v & 255, "\"");
+    }
+    return out;
+  };
+  const uint64_t old_count = 1 + 30001, new_count = 1 + 50001;  // + management
+  StartAgent();
+  ASSERT_TRUE(absl::StrContains(Send(1, 1, list(16, 30000, net_.Ip(2))), "APPLIED"));
+  ASSERT_EQ(KernelIpv4Intervals(), old_count);
+  uint64_t seq = 2, generation = 2;
+  int saw_new = 0, saw_old = 0;
+  for (int delay_ms : {20, 80, 150, 300, 600}) {
+    const std::string cmd = list(20, 50000, net_.Ip(3));
+    pid_t sender = fork();
+    if (sender == 0) {
+      Send(seq, generation, cmd);
+      _exit(0);
+    }
+    usleep(static_cast<useconds_t>(delay_ms) * 1000);
+    KillAgent();
+    waitpid(sender, nullptr, 0);
+    const uint64_t after_kill = KernelIpv4Intervals();
+    EXPECT_TRUE(after_kill == old_count || after_kill == new_count)
+        << "after SIGKILL at " << delay_ms << " ms: " << after_kill << " intervals";
+    StartAgent();
+    const uint64_t after_restart = KernelIpv4Intervals();
+    EXPECT_TRUE(after_restart == old_count || after_restart == new_count)
+        << "after restart: " << after_restart;
+    (after_restart == new_count ? saw_new : saw_old)++;
+    // Back to the old list for the next round (a fresh generation).
+    ++seq;
+    generation += 2;
+    ASSERT_TRUE(absl::StrContains(Send(seq++, generation - 1, list(16, 30000, net_.Ip(2))), "APPLIED"));
+    ASSERT_EQ(KernelIpv4Intervals(), old_count);
+  }
+  std::cerr << "rounds ending with the new list: " << saw_new << ", with the old: " << saw_old
+            << "\n";
 }
 
 }  // namespace

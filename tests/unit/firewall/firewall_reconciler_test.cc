@@ -45,6 +45,14 @@ bool HasRuleFor(const platform::FilterRuleset& r, const std::string& set) {
 
 class ReconcilerTest : public ::testing::Test {
  protected:
+  size_t SetSize(const std::string& name) const {
+    const std::optional<platform::FilterRuleset> t = filter_.table();
+    if (!t.has_value()) return 0;
+    for (const auto& s : t->sets) {
+      if (s.name == name) return s.intervals.size();
+    }
+    return 0;
+  }
   platform::FakePacketFilter filter_;
   platform::FakeFileSystem fs_;
   platform::FakeClock clock_;
@@ -193,6 +201,138 @@ TEST_F(ReconcilerTest, CorruptStateKeepsManagementOpen) {
   EXPECT_THAT(rec_.Restore(), StatusIs(StatusCode::kDataLoss));
   ASSERT_TRUE(filter_.table().has_value());
   EXPECT_TRUE(HasRuleFor(*filter_.table(), "mgmt_v4"));
+}
+
+// Restart with an unchanged state: the kernel is read, found right, and
+// not written at all.
+TEST_F(ReconcilerTest, RestartWithUnchangedStateChangesNothing) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  const int commits = filter_.commits();
+  const uint32_t genid = filter_.genid();
+  FirewallReconciler again(&filter_, &fs_, &clock_, "/state/firewall.pb", Mgmt());
+  ASSERT_THAT(again.Restore(), IsOk());
+  EXPECT_EQ(filter_.commits(), commits);
+  EXPECT_EQ(filter_.genid(), genid);
+  EXPECT_EQ(again.status().content_hash, rec_.status().content_hash);
+}
+
+// Only the changed element travels.
+TEST_F(ReconcilerTest, AllowListChangeIsIncremental) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32", "198.51.100.0/24"})), IsOk());
+  auto r = rec_.Apply(Cmd(2, {"192.168.1.15/32", "198.51.100.0/24", "203.0.113.7/32"}));
+  ASSERT_THAT(r, IsOk());
+  platform::FilterChange c = filter_.last_change();
+  EXPECT_FALSE(c.replace_table);
+  EXPECT_FALSE(c.base_rules.has_value());
+  ASSERT_EQ(c.add_elements.size(), 1u);
+  EXPECT_EQ(c.add_elements[0].intervals.size(), 1u);
+  EXPECT_EQ(r->firewall().plan(), "+1 -0 elements in 1 sets");
+}
+
+TEST_F(ReconcilerTest, DryRunReportsTheDiff) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  const int commits = filter_.commits();
+  auto r = rec_.Apply(Cmd(2, {"192.168.1.16/32"}, /*dry_run=*/true));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->firewall().plan(), "+1 -1 elements in 1 sets");
+  EXPECT_EQ(filter_.commits(), commits);
+}
+
+// A foreign edit of our table, seen by the monitor: repaired at once,
+// counted, and the culprit named.
+TEST_F(ReconcilerTest, ForeignEditIsRepairedAndReported) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  const std::string good = rec_.status().content_hash;
+  auto watch = filter_.Watch().value();
+  ASSERT_THAT(rec_.OnEvents(watch->Wait(absl::ZeroDuration()).value()), IsOk());  // own events
+  EXPECT_EQ(rec_.status().drift_repairs, 0u);
+  filter_.ForeignChange([](platform::KernelTable* t) {
+    for (auto& s : t->ruleset.sets) {
+      if (s.name == "svc_pg_v4") s.intervals.push_back({0x01020304, 0x01020304});
+    }
+  });
+  ASSERT_THAT(rec_.OnEvents(watch->Wait(absl::ZeroDuration()).value()), IsOk());
+  EXPECT_EQ(rec_.status().drift_repairs, 1u);
+  EXPECT_NE(rec_.status().last_drift.find("by nft (pid 4242)"), std::string::npos)
+      << rec_.status().last_drift;
+  EXPECT_NE(rec_.status().last_drift.find("-1 elements"), std::string::npos)
+      << rec_.status().last_drift;
+  EXPECT_EQ(rec_.status().content_hash, good);
+  EXPECT_EQ(SetSize("svc_pg_v4"), 1u);
+}
+
+// The whole table deleted (nft flush ruleset): put back.
+TEST_F(ReconcilerTest, DeletedTableIsRestored) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  filter_.ForeignChange([](platform::KernelTable* t) {
+    t->exists = false;
+    t->ruleset = {};
+  });
+  ASSERT_THAT(rec_.Verify("periodic read-back"), IsOk());
+  ASSERT_TRUE(filter_.table().has_value());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v4"));
+  EXPECT_EQ(rec_.status().drift_repairs, 1u);
+  EXPECT_NE(rec_.status().last_drift.find("table missing"), std::string::npos);
+}
+
+// Other tables' changes only move the generation: no read, no repair.
+TEST_F(ReconcilerTest, OtherTablesChangesAreIgnored) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  auto watch = filter_.Watch().value();
+  (void)watch->Wait(absl::ZeroDuration());
+  const int reads = filter_.reads();
+  filter_.ForeignChange([](platform::KernelTable*) {}, /*touches_table=*/false);
+  ASSERT_THAT(rec_.OnEvents(watch->Wait(absl::ZeroDuration()).value()), IsOk());
+  EXPECT_EQ(filter_.reads(), reads);
+  EXPECT_EQ(rec_.status().drift_repairs, 0u);
+  // The known generation moved with it, so the next apply commits at once.
+  ASSERT_THAT(rec_.Apply(Cmd(2, {"192.168.1.16/32"})), IsOk());
+  EXPECT_EQ(filter_.reads(), reads);
+}
+
+// Another writer committed without us seeing it yet: the generation guard
+// refuses, the reconciler re-reads and plans again.
+TEST_F(ReconcilerTest, GenerationConflictIsRetriedAfterARead) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  filter_.ForeignChange([](platform::KernelTable* t) {
+    for (auto& s : t->ruleset.sets) {
+      if (s.name == "svc_pg_v4") s.intervals.clear();
+    }
+  });
+  const int reads = filter_.reads();
+  ASSERT_THAT(rec_.Apply(Cmd(2, {"192.168.1.15/32", "192.168.1.16/32"})), IsOk());
+  EXPECT_EQ(filter_.reads(), reads + 1);
+  EXPECT_EQ(SetSize("svc_pg_v4"), 1u);  // .15-.16 merged
+}
+
+// Acks lost (ENOBUFS): the commit landed; a re-read shows it and nothing is
+// applied twice.
+TEST_F(ReconcilerTest, LostAcksAreResolvedByReading) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  filter_.FailNext(StatusCode::kUnknown);
+  const int commits = filter_.commits();
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  EXPECT_EQ(filter_.commits(), commits + 1);
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v4"));
+}
+
+TEST_F(ReconcilerTest, HealthCountsWhatIsInTheKernel) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32", "2001:db8:1::/48"})), IsOk());
+  FirewallStatus s = rec_.status();
+  EXPECT_EQ(s.ipv4_intervals, 3u);  // mgmt, peer, service
+  EXPECT_EQ(s.ipv6_intervals, 2u);  // mgmt, service
+  EXPECT_EQ(s.content_hash.size(), 64u);
+  EXPECT_EQ(s.last_apply, clock_.Now());
+  EXPECT_TRUE(s.error.empty());
 }
 
 }  // namespace

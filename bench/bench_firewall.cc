@@ -1,0 +1,201 @@
+// Firewall benchmark driver (run by scripts/bench-firewall inside a network
+// namespace the script creates). Two modes:
+//   gen N DIR     writes DIR/cidrs.txt (N IPv4 + N/10 IPv6 random, disjoint
+//                 CIDRs: 30% /24, 30% /28, 40% /32; /64 and /128) and
+//                 DIR/full.nft, the equivalent ruleset for `nft -f`.
+//   apply DIR     the agent's code on that list, in this namespace: a full
+//                 ApplyFirewall through FirewallReconciler (parse, validate,
+//                 shard, plan, one netlink transaction, persist), then a
+//                 one-element add and delete, each both as a planned
+//                 transaction (plan + commit) and as a whole command. Prints
+//                 key=value lines, including this process's peak RSS.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "agent/firewall/firewall_reconciler.h"
+#include "platform/clock.h"
+#include "platform/filter_plan.h"
+#include "platform/linux/file_system_linux.h"
+#include "platform/linux/nft_packet_filter_linux.h"
+
+namespace {
+
+using namespace nodeward;  // NOLINT
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+int Gen(long n, const std::string& dir) {
+  std::mt19937_64 rng(42);
+  std::unordered_set<uint32_t> used;
+  std::ofstream cidrs(dir + "/cidrs.txt"), nft(dir + "/full.nft");
+  std::string v4, v6;
+  for (long i = 0; i < n;) {
+    uint32_t block = static_cast<uint32_t>(rng() % (223u << 16)) + (1u << 16);  // 1.0.0.0/24 ..
+    if ((block >> 16) == 10 || !used.insert(block).second) continue;
+    const uint32_t base = block << 8;
+    const int kind = static_cast<int>(rng() % 10);
+    uint32_t addr = base;
+    int prefix = 24;
+    if (kind >= 3 && kind < 6) {
+      addr = base | (static_cast<uint32_t>(rng() % 16) << 4);
+      prefix = 28;
+    } else if (kind >= 6) {
+      addr = base | static_cast<uint32_t>(rng() % 256);
+      prefix = 32;
+    }
+    std::string text = absl::StrCat(addr >> 24, ".", (addr >> 16) & 255, ".", (addr >> 8) & 255,
+                                    ".", addr & 255, "/", prefix);
+    cidrs << text << "\n";
+    absl::StrAppend(&v4, i == 0 ? "" : ",\n", text);
+    ++i;
+  }
+  std::unordered_set<uint64_t> used6;
+  for (long i = 0; i < n / 10;) {
+    uint64_t net = (0x20010db8ull << 32) | (rng() & 0xffffffffull);
+    if (!used6.insert(net).second) continue;
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%x:%x:%x:%x::", static_cast<unsigned>(net >> 48),
+                  static_cast<unsigned>((net >> 32) & 0xffff),
+                  static_cast<unsigned>((net >> 16) & 0xffff), static_cast<unsigned>(net & 0xffff));
+    std::string text = (rng() % 2 == 0) ? absl::StrCat(buf, "/64") : absl::StrCat(buf, "1/128");
+    cidrs << text << "\n";
+    absl::StrAppend(&v6, i == 0 ? "" : ",\n", text);
+    ++i;
+  }
+  nft << "table inet fw {\n  set allow4 { type ipv4_addr; flags interval; elements = {\n" << v4
+      << "\n  }; }\n";
+  if (!v6.empty()) {
+    nft << "  set allow6 { type ipv6_addr; flags interval; elements = {\n" << v6 << "\n  }; }\n";
+  }
+  nft << "  chain input { type filter hook input priority 0; policy drop;\n"
+      << "    ct state established,related accept\n"
+      << "    ip saddr @allow4 tcp dport 5432 accept\n"
+      << (v6.empty() ? "" : "    ip6 saddr @allow6 tcp dport 5432 accept\n") << "  }\n}\n";
+  return 0;
+}
+
+VerifiedCommand Command(uint64_t generation, const std::vector<std::string>& cidrs) {
+  VerifiedCommand v;
+  v.command_type = "apply_firewall";
+  auto* a = v.command.mutable_apply_firewall();
+  a->set_generation(generation);
+  auto* s = a->add_services();
+  s->set_name("pg");
+  s->set_protocol(nodeward::v1::PROTOCOL_TCP);
+  s->add_ports()->set_first(5432);
+  for (const auto& c : cidrs) s->add_allowed_cidrs(c);
+  return v;
+}
+
+long PeakRssMb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024;
+}
+
+int Apply(const std::string& dir) {
+  std::vector<std::string> cidrs;
+  {
+    std::ifstream in(dir + "/cidrs.txt");
+    for (std::string line; std::getline(in, line);) cidrs.push_back(line);
+  }
+  std::remove((dir + "/firewall.pb").c_str());  // each run starts from nothing
+  platform::NftPacketFilter filter("nodeward");
+  platform::LinuxFileSystem fs;
+  platform::SystemClock clock;
+  firewall::ManagementAccess m{{firewall::ParseCidr("192.0.2.0/24").value()}, {22}};
+  firewall::FirewallReconciler rec(&filter, &fs, &clock, dir + "/firewall.pb", m);
+  if (absl::Status s = rec.Restore(); !s.ok()) {
+    std::cerr << "restore: " << s << "\n";
+    return 1;
+  }
+  auto t0 = Clock::now();
+  auto r = rec.Apply(Command(1, cidrs));
+  auto t1 = Clock::now();
+  if (!r.ok()) {
+    std::cerr << "apply: " << r.status() << "\n";
+    return 1;
+  }
+  std::cout << "full_ms=" << Ms(t0, t1) << "\n";
+  std::cout << "full_plan=\"" << r->firewall().plan() << "\"\n";
+  std::cout << "rss_mb_after_full=" << PeakRssMb() << "\n";
+
+  // One element in and out, as the planned transaction alone. The model of
+  // the kernel is what the reconciler keeps after a commit.
+  absl::StatusOr<platform::KernelTable> known = filter.Read();
+  if (!known.ok()) {
+    std::cerr << "read: " << known.status() << "\n";
+    return 1;
+  }
+  firewall::FirewallSpec spec = firewall::FromProto(Command(1, cidrs).command.apply_firewall()).value();
+  firewall::ValidatedFirewall v = firewall::ValidateFirewall(spec, 0).value();
+  spec = firewall::FirewallSpec();
+  const absl::uint128 extra = (uint32_t{198} << 24) | (uint32_t{18} << 16) | 77;  // 198.18.0.77
+  auto with = v;
+  auto& list = with.services[0].allowed_v4;
+  list.insert(std::lower_bound(list.begin(), list.end(), extra,
+                               [](const firewall::Interval& i, absl::uint128 a) { return i.first < a; }),
+              firewall::Interval{extra, extra});
+  const platform::FilterRuleset base = firewall::BuildRuleset(m, &v);
+  const platform::FilterRuleset plus = firewall::BuildRuleset(m, &with);
+  for (int round = 0; round < 3; ++round) {
+    auto a = Clock::now();
+    platform::FilterChange add = platform::PlanChange(*known, plus);
+    auto b = Clock::now();
+    absl::StatusOr<uint32_t> g = filter.Commit(add, known->genid);
+    auto c = Clock::now();
+    if (!g.ok()) {
+      std::cerr << "add: " << g.status() << "\n";
+      return 1;
+    }
+    known->genid = *g;
+    known->ruleset = plus;
+    platform::FilterChange del = platform::PlanChange(*known, base);
+    auto d = Clock::now();
+    g = filter.Commit(del, known->genid);
+    auto e = Clock::now();
+    if (!g.ok()) {
+      std::cerr << "delete: " << g.status() << "\n";
+      return 1;
+    }
+    known->genid = *g;
+    known->ruleset = base;
+    std::cout << "add_plan_ms=" << Ms(a, b) << " add_commit_ms=" << Ms(b, c)
+              << " delete_plan_ms=" << Ms(c, d) << " delete_commit_ms=" << Ms(d, e)
+              << " (" << platform::Describe(add) << ")\n";
+  }
+  // The same change as a whole signed-command payload: the complete list is
+  // parsed and validated again (the command is never a patch).
+  cidrs.push_back("198.18.0.77/32");
+  auto f0 = Clock::now();
+  auto r2 = rec.Apply(Command(2, cidrs));
+  auto f1 = Clock::now();
+  if (!r2.ok()) {
+    std::cerr << "apply 2: " << r2.status() << "\n";
+    return 1;
+  }
+  std::cout << "command_add_ms=" << Ms(f0, f1) << " (" << r2->firewall().plan() << ")\n";
+  std::cout << "rss_mb=" << PeakRssMb() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "gen") return Gen(std::stol(argv[2]), argv[3]);
+  if (argc == 3 && std::string(argv[1]) == "apply") return Apply(argv[2]);
+  std::cerr << "usage: bench_firewall gen N DIR | apply DIR\n";
+  return 2;
+}
