@@ -9,8 +9,17 @@
 //                 one-element add and delete, each both as a planned
 //                 transaction (plan + commit) and as a whole command. Prints
 //                 key=value lines, including this process's peak RSS.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -43,7 +52,8 @@ int Gen(long n, const std::string& dir) {
   std::string v4, v6;
   for (long i = 0; i < n;) {
     uint32_t block = static_cast<uint32_t>(rng() % (223u << 16)) + (1u << 16);  // 1.0.0.0/24 ..
-    if ((block >> 16) == 10 || !used.insert(block).second) continue;
+    const uint32_t first_octet = block >> 16;
+    if (first_octet == 10 || first_octet == 127 || !used.insert(block).second) continue;
     const uint32_t base = block << 8;
     const int kind = static_cast<int>(rng() % 10);
     uint32_t addr = base;
@@ -61,6 +71,9 @@ int Gen(long n, const std::string& dir) {
     absl::StrAppend(&v4, i == 0 ? "" : ",\n", text);
     ++i;
   }
+  // The data-path client (scripts/bench-firewall) is always allowed.
+  cidrs << "10.77.0.2/32\n";
+  absl::StrAppend(&v4, ",\n10.77.0.2/32");
   std::unordered_set<uint64_t> used6;
   for (long i = 0; i < n / 10;) {
     uint64_t net = (0x20010db8ull << 32) | (rng() & 0xffffffffull);
@@ -86,16 +99,21 @@ int Gen(long n, const std::string& dir) {
   return 0;
 }
 
-VerifiedCommand Command(uint64_t generation, const std::vector<std::string>& cidrs) {
+// The ApplyFirewall a signed command would carry, read straight from the
+// list file (no copy of the list is kept beside it).
+VerifiedCommand Command(uint64_t generation, const std::string& file, bool udp,
+                        const std::string& extra = "") {
   VerifiedCommand v;
   v.command_type = "apply_firewall";
   auto* a = v.command.mutable_apply_firewall();
   a->set_generation(generation);
   auto* s = a->add_services();
   s->set_name("pg");
-  s->set_protocol(nodeward::v1::PROTOCOL_TCP);
-  s->add_ports()->set_first(5432);
-  for (const auto& c : cidrs) s->add_allowed_cidrs(c);
+  s->set_protocol(udp ? nodeward::v1::PROTOCOL_UDP : nodeward::v1::PROTOCOL_TCP);
+  s->add_ports()->set_first(udp ? 9999 : 5432);
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) s->add_allowed_cidrs(line);
+  if (!extra.empty()) s->add_allowed_cidrs(extra);
   return v;
 }
 
@@ -106,11 +124,7 @@ long PeakRssMb() {
 }
 
 int Apply(const std::string& dir) {
-  std::vector<std::string> cidrs;
-  {
-    std::ifstream in(dir + "/cidrs.txt");
-    for (std::string line; std::getline(in, line);) cidrs.push_back(line);
-  }
+  const std::string list = dir + "/cidrs.txt";
   std::remove((dir + "/firewall.pb").c_str());  // each run starts from nothing
   platform::NftPacketFilter filter("nodeward");
   platform::LinuxFileSystem fs;
@@ -122,7 +136,7 @@ int Apply(const std::string& dir) {
     return 1;
   }
   auto t0 = Clock::now();
-  auto r = rec.Apply(Command(1, cidrs));
+  auto r = rec.Apply(Command(1, list, false));
   auto t1 = Clock::now();
   if (!r.ok()) {
     std::cerr << "apply: " << r.status() << "\n";
@@ -139,13 +153,14 @@ int Apply(const std::string& dir) {
     std::cerr << "read: " << known.status() << "\n";
     return 1;
   }
-  firewall::FirewallSpec spec = firewall::FromProto(Command(1, cidrs).command.apply_firewall()).value();
+  firewall::FirewallSpec spec =
+      firewall::FromProto(Command(1, list, false).command.apply_firewall()).value();
   firewall::ValidatedFirewall v = firewall::ValidateFirewall(spec, 0).value();
   spec = firewall::FirewallSpec();
   const absl::uint128 extra = (uint32_t{198} << 24) | (uint32_t{18} << 16) | 77;  // 198.18.0.77
   auto with = v;
-  auto& list = with.services[0].allowed_v4;
-  list.insert(std::lower_bound(list.begin(), list.end(), extra,
+  auto& v4 = with.services[0].allowed_v4;
+  v4.insert(std::lower_bound(v4.begin(), v4.end(), extra,
                                [](const firewall::Interval& i, absl::uint128 a) { return i.first < a; }),
               firewall::Interval{extra, extra});
   const platform::FilterRuleset base = firewall::BuildRuleset(m, &v);
@@ -178,9 +193,9 @@ int Apply(const std::string& dir) {
   }
   // The same change as a whole signed-command payload: the complete list is
   // parsed and validated again (the command is never a patch).
-  cidrs.push_back("198.18.0.77/32");
+  VerifiedCommand second = Command(2, list, false, "198.18.0.77/32");
   auto f0 = Clock::now();
-  auto r2 = rec.Apply(Command(2, cidrs));
+  auto r2 = rec.Apply(second);
   auto f1 = Clock::now();
   if (!r2.ok()) {
     std::cerr << "apply 2: " << r2.status() << "\n";
@@ -191,11 +206,98 @@ int Apply(const std::string& dir) {
   return 0;
 }
 
+// Data path: new TCP connections per second from one source through the
+// ruleset (each a new flow, so each pays the set lookups once; established
+// packets never reach them). tcp-sink accepts and closes; connect-rate
+// opens and resets connections for SECONDS.
+int TcpSink(int port, int seconds) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 4096) != 0) {
+    perror("tcp-sink");
+    return 1;
+  }
+  timeval tv{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::cout << "ready" << std::endl;
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    int c = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) close(c);
+  }
+  return 0;
+}
+
+int ConnectRate(const std::string& dst, int port, int seconds) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, dst.c_str(), &a.sin_addr);
+  std::vector<double> lat;
+  long ok = 0, failed = 0;
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    linger l{1, 0};  // RST on close: no TIME_WAIT pile-up
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    auto t0 = Clock::now();
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+      lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      ++ok;
+    } else {
+      ++failed;
+    }
+    close(fd);
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  std::sort(lat.begin(), lat.end());
+  std::cout << "connects_per_s=" << static_cast<long>(ok / secs)
+            << " p50_us=" << (lat.empty() ? 0.0 : lat[lat.size() / 2]) << " failed=" << failed
+            << "\n";
+  return 0;
+}
+
+// Applies the list as a firewall state and exits, leaving the table in the
+// namespace (for the data-path run).
+int ApplyOnly(const std::string& dir) {
+  std::remove((dir + "/firewall.pb").c_str());
+  platform::NftPacketFilter filter("nodeward");
+  platform::LinuxFileSystem fs;
+  platform::SystemClock clock;
+  firewall::ManagementAccess m{{firewall::ParseCidr("192.0.2.0/24").value()}, {22}};
+  firewall::FirewallReconciler rec(&filter, &fs, &clock, dir + "/firewall.pb", m);
+  if (absl::Status s = rec.Restore(); !s.ok()) {
+    std::cerr << "restore: " << s << "\n";
+    return 1;
+  }
+  auto r = rec.Apply(Command(1, dir + "/cidrs.txt", false));
+  if (!r.ok()) {
+    std::cerr << "apply: " << r.status() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "tcp-sink") {
+    return TcpSink(std::stoi(argv[2]), std::stoi(argv[3]));
+  }
+  if (argc == 5 && std::string(argv[1]) == "connect-rate") {
+    return ConnectRate(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+  }
+  if (argc == 3 && std::string(argv[1]) == "apply-only") return ApplyOnly(argv[2]);
   if (argc == 4 && std::string(argv[1]) == "gen") return Gen(std::stol(argv[2]), argv[3]);
   if (argc == 3 && std::string(argv[1]) == "apply") return Apply(argv[2]);
-  std::cerr << "usage: bench_firewall gen N DIR | apply DIR\n";
+  std::cerr << "usage: bench_firewall gen N DIR | apply DIR | apply-only DIR |"
+               " tcp-sink PORT SECONDS | connect-rate DST PORT SECONDS\n";
   return 2;
 }

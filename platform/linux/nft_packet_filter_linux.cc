@@ -77,6 +77,7 @@ class Batch {
     data_.append(scratch_.data(), nlh->nlmsg_len);
     ++messages_;
   }
+  void Reserve(size_t bytes) { data_.reserve(bytes); }
   const std::string& Finish() {
     nftnl_batch_end(scratch_.data(), seq_++);
     data_.append(scratch_.data(), reinterpret_cast<nlmsghdr*>(scratch_.data())->nlmsg_len);
@@ -872,6 +873,13 @@ absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uin
   if (absl::Status s = CheckChange(change); !s.ok()) return s;
   if (change.empty()) return genid;
   Batch b(genid);
+  // About 2 x 40 bytes per interval on the wire; one allocation instead of
+  // doubling (a million intervals make a 40 MB batch).
+  size_t intervals = 0;
+  for (const FilterSet& s : change.add_sets) intervals += s.intervals.size();
+  for (const auto& e : change.add_elements) intervals += e.intervals.size();
+  for (const auto& e : change.delete_elements) intervals += e.intervals.size();
+  b.Reserve(64 * 1024 + intervals * 48);
   const std::string& table = table_;
   std::unique_ptr<nftnl_table, TableFree> t(nftnl_table_alloc());
   nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
