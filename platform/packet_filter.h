@@ -161,6 +161,11 @@ class PacketFilter {
   virtual absl::StatusOr<uint32_t> Commit(const FilterChange& change, uint32_t genid) = 0;
   // Subscribes to ruleset changes.
   virtual absl::StatusOr<std::unique_ptr<FilterWatch>> Watch() = 0;
+  // Other tables' base chains on the prerouting or input hook that can drop
+  // what the agent's table accepts (policy drop, drop or reject rules): a
+  // drop anywhere is final, so the agent's management accept cannot
+  // override them. One description each; empty when there are none.
+  virtual absl::StatusOr<std::vector<std::string>> ForeignDrops() = 0;
 };
 
 using PacketFilterPtr = std::unique_ptr<PacketFilter>;

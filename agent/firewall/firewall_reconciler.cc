@@ -103,7 +103,36 @@ void FirewallReconciler::UpdateDigestLocked() {
   digest_dirty_ = true;
 }
 
+absl::Status FirewallReconciler::CheckManagement(const FilterRuleset& r) const {
+  for (bool ipv6 : {false, true}) {
+    bool family_wanted = false;
+    for (const Cidr& c : management_.cidrs) family_wanted |= (c.family == Family::kIpv6) == ipv6;
+    if (!family_wanted) continue;
+    const std::string base = ipv6 ? "mgmt_v6" : "mgmt_v4";
+    for (uint16_t port : management_.tcp_ports) {
+      bool found = false;
+      for (const platform::FilterRule& rule : r.rules) {
+        found |= rule.kind == platform::FilterRule::Kind::kSource && rule.ipv6 == ipv6 &&
+                 rule.protocol == platform::FilterRule::Protocol::kTcp &&
+                 (rule.source_set == base || rule.source_map == base + "_map") &&
+                 rule.ports.has_value() && rule.ports->first <= port && port <= rule.ports->last;
+      }
+      if (!found) {
+        return absl::InternalError(absl::StrCat("firewall: refusing a ruleset without management "
+                                                "access (", base, " tcp port ", port, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void FirewallReconciler::ProbeForeignDropsLocked() {
+  absl::StatusOr<std::vector<std::string>> drops = filter_->ForeignDrops();
+  if (drops.ok()) stats_.foreign_drops = std::move(drops).value();
+}
+
 absl::Status FirewallReconciler::SyncLocked(FilterRuleset desired, std::string* summary) {
+  RETURN_IF_ERROR(CheckManagement(desired));
   absl::Status last;
   for (int attempt = 0; attempt < kSyncAttempts; ++attempt) {
     if (!known_valid_) {
@@ -186,6 +215,7 @@ absl::Status FirewallReconciler::Restore() {
     stats_.last_apply = clock_->Now();
     stats_.last_verified = stats_.last_apply;
   }
+  ProbeForeignDropsLocked();
   return result;
 }
 
@@ -311,6 +341,7 @@ absl::Status FirewallReconciler::VerifyLocked(const std::string& why) {
   }
   known_ = std::move(read).value();
   known_valid_ = true;
+  ProbeForeignDropsLocked();
   const FilterRuleset desired = BuildRuleset(management_, InForce(), max_per_shard_);
   const platform::FilterChange drift = platform::PlanChange(known_, desired);
   stats_.last_verified = clock_->Now();
@@ -336,6 +367,7 @@ absl::Status FirewallReconciler::VerifyLocked(const std::string& why) {
 absl::Status FirewallReconciler::OnEvents(const std::vector<platform::FilterEvent>& events) {
   absl::MutexLock lock(&mu_);
   std::string why;
+  bool elsewhere = false;
   for (const platform::FilterEvent& e : events) {
     if (e.lost) {
       why = "netlink events were lost";
@@ -345,13 +377,17 @@ absl::Status FirewallReconciler::OnEvents(const std::vector<platform::FilterEven
     if (!e.touched_table) {
       // Someone else's table: what we know of ours still holds.
       if (known_valid_ && e.genid > known_.genid) known_.genid = e.genid;
+      elsewhere = true;
       continue;
     }
     why = absl::StrCat(e.what.empty() ? std::string("table changed") : e.what, " by ",
                        e.process.empty() ? std::string("unknown") : e.process,
                        e.pid != 0 ? absl::StrCat(" (pid ", e.pid, ")") : std::string());
   }
-  if (why.empty()) return absl::OkStatus();
+  if (why.empty()) {
+    if (elsewhere) ProbeForeignDropsLocked();  // a new drop elsewhere is reported at once
+    return absl::OkStatus();
+  }
   return VerifyLocked(why);
 }
 

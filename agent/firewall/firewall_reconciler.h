@@ -34,6 +34,9 @@ struct FirewallStatus {
   absl::Time last_apply = absl::InfinitePast();
   absl::Time last_verified = absl::InfinitePast();
   std::string error;  // kernel not in the desired state (empty when it is)
+  // Other tables that can drop what ours accepts (threats.md case 37): our
+  // accept cannot override a drop elsewhere, so this is reported.
+  std::vector<std::string> foreign_drops;
 };
 
 // Owns the firewall: the desired state (persisted), the generation in
@@ -99,6 +102,10 @@ class FirewallReconciler final : public CommandHandler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status VerifyLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateDigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ProbeForeignDropsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Management access is in every ruleset the agent commits (checked in
+  // userspace before each commit, threats.md case 31).
+  absl::Status CheckManagement(const platform::FilterRuleset& r) const;
 
   platform::PacketFilter* const filter_;
   platform::FileSystem* const fs_;

@@ -24,10 +24,11 @@ absl::Status Bad(absl::string_view where, absl::string_view why) {
 }
 
 // Parses a list of CIDRs for `where`, applying the open/private rules.
-absl::Status ParseList(const std::vector<std::string>& texts, const std::string& where,
+absl::Status ParseList(const std::vector<absl::string_view>& texts, const std::string& where,
                        bool private_only, std::vector<Cidr>* out,
                        std::vector<std::string>* normalised) {
-  for (const std::string& t : texts) {
+  out->reserve(out->size() + texts.size());
+  for (absl::string_view t : texts) {
     absl::StatusOr<Cidr> c = ParseCidr(t);
     if (!c.ok()) return Bad(where, c.status().message());
     if (IsEverything(*c)) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "agent/firewall/cidr.h"
 
 namespace nodeward::firewall {
@@ -22,7 +23,9 @@ struct ServiceSpec {
   std::string name;
   Protocol protocol = Protocol::kTcp;
   std::vector<PortRange> ports;
-  std::vector<std::string> allowed_cidrs;  // as sent: validated and normalised below
+  // As sent, viewing the command's own strings (the command outlives the
+  // spec): validated and normalised below. No copy of a million CIDRs.
+  std::vector<absl::string_view> allowed_cidrs;
   // Explicitly open to every source. A bare 0.0.0.0/0 or ::/0 in
   // allowed_cidrs without this flag is refused: "open" must be signed as such.
   bool allow_all = false;
@@ -32,7 +35,7 @@ struct ServiceSpec {
 struct FirewallSpec {
   uint64_t generation = 0;
   std::vector<ServiceSpec> services;
-  std::vector<std::string> internal_peers;  // other VMs of the service
+  std::vector<absl::string_view> internal_peers;  // other VMs of the service
   bool private_only = false;                // VPC peering: no public source at all
 };
 

@@ -10,6 +10,11 @@ std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& st
   if (info.firewall_enabled && !info.firewall.error.empty()) {
     out.push_back("FIREWALL_OUT_OF_SYNC: " + info.firewall.error);
   }
+  if (info.firewall_enabled) {
+    for (const std::string& d : info.firewall.foreign_drops) {
+      out.push_back("FIREWALL_FOREIGN_DROP: " + d);
+    }
+  }
   out.insert(out.end(), stats.degraded_reasons.begin(), stats.degraded_reasons.end());
   return out;
 }
@@ -33,6 +38,7 @@ void SetFirewall(const AgentInfo& info, Report* r) {
     *r->mutable_firewall_last_verified() = ToTimestamp(f.last_verified);
   }
   r->set_firewall_error(f.error);
+  for (const std::string& d : f.foreign_drops) r->add_firewall_foreign_drops(d);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ class NftPacketFilter final : public PacketFilter {
   absl::StatusOr<KernelTable> Read() override;
   absl::StatusOr<uint32_t> Commit(const FilterChange& change, uint32_t genid) override;
   absl::StatusOr<std::unique_ptr<FilterWatch>> Watch() override;
+  absl::StatusOr<std::vector<std::string>> ForeignDrops() override;
 
   // Removes the table; OK if it was absent (tests and uninstall).
   absl::Status DeleteTable();

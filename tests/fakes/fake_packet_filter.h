@@ -44,6 +44,14 @@ class FakePacketFilter final : public PacketFilter {
   absl::StatusOr<std::unique_ptr<FilterWatch>> Watch() override {
     return std::unique_ptr<FilterWatch>(new Watcher(this));
   }
+  absl::StatusOr<std::vector<std::string>> ForeignDrops() override {
+    absl::MutexLock lock(&mu_);
+    return foreign_drops_;
+  }
+  void SetForeignDrops(std::vector<std::string> d) {
+    absl::MutexLock lock(&mu_);
+    foreign_drops_ = std::move(d);
+  }
 
   // Next Commit fails with `code` and changes nothing; kUnknown instead
   // commits and then reports the outcome as unknown (acks lost).
@@ -99,6 +107,7 @@ class FakePacketFilter final : public PacketFilter {
   mutable absl::Mutex mu_;
   KernelTable table_{1, false, false, {}};
   std::deque<FilterEvent> events_;
+  std::vector<std::string> foreign_drops_;
   FilterChange last_change_;
   int commits_ = 0;
   int reads_ = 0;

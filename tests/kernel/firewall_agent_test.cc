@@ -330,5 +330,33 @@ TEST_F(FirewallAgentTest, SigkillDuringALargeApplyLeavesOldOrNew) {
             << "\n";
 }
 
+// threats.md case 37: another table drops management traffic at an earlier
+// priority. Our accept cannot override a drop; the agent reports it.
+TEST_F(FirewallAgentTest, ForeignDropIsReported) {
+  StartAgent();
+  EXPECT_FALSE(absl::StrContains(Status(), "FIREWALL_FOREIGN_DROP"));
+  Nft("add table ip other");
+  Nft("add chain ip other early '{ type filter hook input priority -10; policy accept; }'");
+  Nft("add rule ip other early tcp dport 7443 drop");
+  std::string status;
+  for (int i = 0; i < 50; ++i) {
+    status = Status();
+    if (absl::StrContains(status, "FIREWALL_FOREIGN_DROP")) break;
+    usleep(20000);
+  }
+  EXPECT_TRUE(absl::StrContains(status, "FIREWALL_FOREIGN_DROP: table ip other chain early "
+                                        "(hook input, priority -10): 1 drop/reject rules"))
+      << status;
+  EXPECT_FALSE(net_.CanConnect(2, 7443));  // really dropped: hence the report
+  Nft("delete table ip other");
+  for (int i = 0; i < 50; ++i) {
+    status = Status();
+    if (!absl::StrContains(status, "FIREWALL_FOREIGN_DROP")) break;
+    usleep(20000);
+  }
+  EXPECT_FALSE(absl::StrContains(status, "FIREWALL_FOREIGN_DROP")) << status;
+  EXPECT_TRUE(net_.CanConnect(2, 7443));
+}
+
 }  // namespace
 }  // namespace nodeward::testing

@@ -335,5 +335,21 @@ TEST_F(ReconcilerTest, HealthCountsWhatIsInTheKernel) {
   EXPECT_TRUE(s.error.empty());
 }
 
+// threats.md case 37: a foreign table that drops at another priority
+// cannot be overridden by our accept; it is found and reported.
+TEST_F(ReconcilerTest, ForeignDropsAreReported) {
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  EXPECT_TRUE(rec_.status().foreign_drops.empty());
+  auto watch = filter_.Watch().value();
+  (void)watch->Wait(absl::ZeroDuration());
+  filter_.SetForeignDrops({"table ip other chain in (hook input, priority -10): policy drop"});
+  filter_.ForeignChange([](platform::KernelTable*) {}, /*touches_table=*/false);
+  ASSERT_THAT(rec_.OnEvents(watch->Wait(absl::ZeroDuration()).value()), IsOk());
+  ASSERT_EQ(rec_.status().foreign_drops.size(), 1u);
+  filter_.SetForeignDrops({});
+  ASSERT_THAT(rec_.Verify("periodic read-back"), IsOk());
+  EXPECT_TRUE(rec_.status().foreign_drops.empty());
+}
+
 }  // namespace
 }  // namespace nodeward::firewall
