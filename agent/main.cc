@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -14,8 +16,28 @@
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
 #include "platform/linux/service_notifier_linux.h"
+#include "platform/linux/volume_linux.h"
 
 ABSL_FLAG(std::string, config, "/etc/nodeward/agent.json", "agent config file (protobuf JSON)");
+
+#ifdef NODEWARD_TEST_HOOKS
+class TeeRandom final : public nodeward::platform::Random {
+ public:
+  TeeRandom(std::unique_ptr<nodeward::platform::Random> inner, int fd)
+      : inner_(std::move(inner)), fd_(fd) {}
+  absl::Status Fill(absl::Span<uint8_t> out) override {
+    absl::Status s = inner_->Fill(out);
+    if (s.ok() && write(fd_, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+      return absl::InternalError("test hook: key pipe");
+    }
+    return s;
+  }
+
+ private:
+  std::unique_ptr<nodeward::platform::Random> inner_;
+  int fd_;
+};
+#endif
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -45,6 +67,22 @@ int main(int argc, char** argv) {
   deps.notifier = std::make_unique<nodeward::platform::SystemdNotifier>();
   deps.make_packet_filter = [](const std::string& table) -> nodeward::platform::PacketFilterPtr {
     return std::make_unique<nodeward::platform::NftPacketFilter>(table);
+  };
+  deps.make_volumes = [](const std::string& by_id_dir) {
+    nodeward::AgentDeps::Volumes v;
+    v.devices = std::make_unique<nodeward::platform::LinuxBlockDevices>(by_id_dir);
+    v.crypt = std::make_unique<nodeward::platform::LinuxCrypt>();
+    v.filesystems = std::make_unique<nodeward::platform::LinuxFilesystems>();
+    v.random = std::make_unique<nodeward::platform::LinuxRandom>();
+#ifdef NODEWARD_TEST_HOOKS
+    // Key-hygiene tests only (never in a release build): hand every
+    // generated volume key to the test through an inherited pipe, so the test
+    // can search disks, state, logs and cores for it.
+    if (const char* fd = getenv("NODEWARD_TEST_KEY_FD")) {
+      v.random = std::make_unique<TeeRandom>(std::move(v.random), atoi(fd));
+    }
+#endif
+    return v;
   };
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 

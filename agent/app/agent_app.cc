@@ -65,6 +65,7 @@ absl::Status AgentApp::Start() {
       {"open audit log", &AgentApp::OpenAuditStep},
       {"build pipeline", &AgentApp::BuildPipelineStep},
       {"restore firewall", &AgentApp::RestoreFirewallStep},
+      {"restore volumes", &AgentApp::RestoreVolumesStep},
       {"start status socket", &AgentApp::StartStatusSocketStep},
       {"start gRPC", &AgentApp::StartGrpcStep},
       {"notify ready", &AgentApp::NotifyReadyStep},
@@ -160,6 +161,24 @@ absl::Status AgentApp::BuildPipelineStep() {
           "firewall management is disabled in this node's config (firewall.enabled)");
     }
   }
+  if (config_.volumes().enabled()) {
+    if (!deps_.make_volumes) {
+      return absl::FailedPreconditionError("volumes enabled but no volume platform available");
+    }
+    volume_platform_ = deps_.make_volumes(config_.volumes().by_id_dir());
+    auto vm = std::make_unique<volume::VolumeManager>(
+        volume::VolumeDeps{volume_platform_.devices.get(), volume_platform_.crypt.get(),
+                           volume_platform_.filesystems.get(), volume_platform_.random.get(),
+                           deps_.fs.get(), deps_.clock.get()},
+        volume::VolumeOptions{{config_.volumes().allowed_mount_roots().begin(),
+                               config_.volumes().allowed_mount_roots().end()},
+                              config_.state_dir() + "/volumes.pb", identity_.boot_id});
+    volumes_ = vm.get();
+    handlers["setup_volume"] = std::move(vm);
+  } else {
+    handlers["setup_volume"] = std::make_unique<DisabledHandler>(
+        "volume management is disabled in this node's config (volumes.enabled)");
+  }
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
       ledger_.get(), audit_.get(), std::move(handlers));
@@ -185,6 +204,24 @@ absl::Status AgentApp::RestoreFirewallStep() {
   }
   if (!s.ok()) return s;
   firewall_watcher_ = std::thread([this] { WatchFirewall(); });
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::RestoreVolumesStep() {
+  if (volumes_ == nullptr) return absl::OkStatus();
+  // Looks only: active volumes stay as they are, lost keys are reported.
+  absl::Status s = volumes_->Restore();
+  if (absl::IsDataLoss(s)) {
+    NW_LOG_ERROR(s.message());
+    absl::MutexLock lock(&mu_);
+    info_.startup_problems.push_back(absl::StrCat("VOLUME_RECORDS_LOST: ", s.message()));
+    return absl::OkStatus();
+  }
+  if (!s.ok()) return s;
+  for (const auto& v : volumes_->Statuses()) {
+    NW_LOG_INFO("volume ", v.volume_id(), ": ", nodeward::v1::VolumeStatus::State_Name(v.state()),
+                v.reason().empty() ? "" : " (", v.reason(), v.reason().empty() ? "" : ")");
+  }
   return absl::OkStatus();
 }
 
@@ -356,6 +393,10 @@ AgentInfo AgentApp::Info() const {
   if (firewall_ != nullptr) {
     info.firewall_enabled = true;
     info.firewall = firewall_->status();
+  }
+  if (volumes_ != nullptr) {
+    info.volumes_enabled = true;
+    info.volumes = volumes_->Statuses();
   }
   return info;
 }

@@ -14,6 +14,7 @@
 #include "agent/backup/backup_key_store.h"
 #include "agent/command/command_processor.h"
 #include "agent/firewall/firewall_reconciler.h"
+#include "agent/volume/volume_manager.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
 #include "agent/server/status_report.h"
@@ -26,6 +27,7 @@
 #include "platform/file_system.h"
 #include "platform/packet_filter.h"
 #include "platform/service_notifier.h"
+#include "platform/volume.h"
 
 namespace nodeward {
 
@@ -37,6 +39,15 @@ struct AgentDeps {
   // Makes the packet filter for the configured table; called only when the
   // config enables the firewall.
   std::function<platform::PacketFilterPtr(const std::string& table)> make_packet_filter;
+  // Block devices, dm-crypt, file systems and randomness; used only when
+  // the config enables volumes.
+  struct Volumes {
+    std::unique_ptr<platform::BlockDevices> devices;
+    std::unique_ptr<platform::Crypt> crypt;
+    std::unique_ptr<platform::Filesystems> filesystems;
+    std::unique_ptr<platform::Random> random;
+  };
+  std::function<Volumes(const std::string& by_id_dir)> make_volumes;
 };
 
 // The daemon's life: Start runs the ordered startup steps (load config, read
@@ -69,6 +80,7 @@ class AgentApp {
   absl::Status OpenAuditStep();
   absl::Status BuildPipelineStep();
   absl::Status RestoreFirewallStep();
+  absl::Status RestoreVolumesStep();
   absl::Status StartStatusSocketStep();
   absl::Status StartGrpcStep();
   absl::Status NotifyReadyStep();
@@ -90,6 +102,8 @@ class AgentApp {
   platform::PacketFilterPtr packet_filter_;
   firewall::FirewallReconciler* firewall_ = nullptr;  // owned by the handler map
   std::unique_ptr<platform::FilterWatch> firewall_watch_;
+  AgentDeps::Volumes volume_platform_;
+  volume::VolumeManager* volumes_ = nullptr;  // owned by the handler map
   std::thread firewall_watcher_;
   std::atomic<bool> stop_watch_{false};
   std::unique_ptr<AuditLog> audit_;

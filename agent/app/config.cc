@@ -69,6 +69,21 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
     }
     if (fw->table().empty()) fw->set_table("nodeward");
   }
+  if (c.volumes().enabled()) {
+    auto* v = c.mutable_volumes();
+    if (v->allowed_mount_roots_size() == 0) {
+      return absl::InvalidArgumentError(
+          "config: volumes.enabled needs volumes.allowed_mount_roots");
+    }
+    for (const auto& root : v->allowed_mount_roots()) {
+      if (root.size() < 2 || root[0] != '/' || root.back() == '/' ||
+          root.find("/.") != std::string::npos || root.find("//") != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config: volumes.allowed_mount_roots: '", root, "' is not an absolute, normalised path"));
+      }
+    }
+    if (v->by_id_dir().empty()) v->set_by_id_dir("/dev/disk/by-id");
+  }
   absl::StatusOr<TrustStorePtr> trust = TrustStore::Build(c.trust());
   if (!trust.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", trust.status().message()));
   return c;

@@ -1,5 +1,6 @@
 #include "agent/server/status_report.h"
 
+#include "absl/strings/str_cat.h"
 #include "agent/common/time_util.h"
 
 namespace nodeward {
@@ -9,6 +10,13 @@ std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& st
   std::vector<std::string> out = info.startup_problems;
   if (info.firewall_enabled && !info.firewall.error.empty()) {
     out.push_back("FIREWALL_OUT_OF_SYNC: " + info.firewall.error);
+  }
+  for (const auto& v : info.volumes) {
+    if (v.state() == nodeward::v1::VolumeStatus::KEY_LOST) {
+      out.push_back(absl::StrCat("VOLUME_KEY_LOST: ", v.volume_id(), " (", v.reason(), ")"));
+    } else if (v.state() != nodeward::v1::VolumeStatus::ACTIVE) {
+      out.push_back(absl::StrCat("VOLUME_FAILED: ", v.volume_id(), " (", v.reason(), ")"));
+    }
   }
   if (info.firewall_enabled) {
     for (const std::string& d : info.firewall.foreign_drops) {
@@ -65,6 +73,7 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   r.set_commands_rejected(stats.rejected);
   r.set_commands_replayed(stats.replayed);
   SetFirewall(info, &r);
+  for (const auto& v : info.volumes) *r.add_volumes() = v;
   return r;
 }
 
@@ -90,6 +99,7 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   for (const auto& c : stats.recent) *r.add_recent_commands() = c;
   SetFirewall(info, &r);
   r.set_firewall_last_rollback(info.firewall.last_rollback);
+  for (const auto& v : info.volumes) *r.add_volumes() = v;
   return r;
 }
 

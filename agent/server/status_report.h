@@ -24,6 +24,8 @@ struct AgentInfo {
   std::string last_reload_error;
   bool firewall_enabled = false;
   firewall::FirewallStatus firewall;
+  bool volumes_enabled = false;
+  std::vector<nodeward::v1::VolumeStatus> volumes;
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

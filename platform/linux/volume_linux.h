@@ -1,0 +1,62 @@
+#ifndef NODEWARD_PLATFORM_LINUX_VOLUME_LINUX_H_
+#define NODEWARD_PLATFORM_LINUX_VOLUME_LINUX_H_
+
+#ifndef __linux__
+#error "volume_linux is Linux-only"
+#endif
+
+#include <string>
+
+#include "platform/volume.h"
+
+namespace nodeward::platform {
+
+// getrandom(2), blocking until the pool is ready.
+class LinuxRandom final : public Random {
+ public:
+  absl::Status Fill(absl::Span<uint8_t> out) override;
+};
+
+// Devices from sysfs and /proc/self/mountinfo; "/dev/disk/by-id/<id>" is
+// looked up in `by_id_dir` (normally /dev/disk/by-id).
+class LinuxBlockDevices final : public BlockDevices {
+ public:
+  explicit LinuxBlockDevices(std::string by_id_dir = "/dev/disk/by-id")
+      : by_id_dir_(std::move(by_id_dir)) {}
+  absl::StatusOr<BlockDevice> Resolve(const std::string& stable_id) override;
+  absl::StatusOr<DeviceContent> Probe(const BlockDevice& device) override;
+  absl::StatusOr<DeviceUse> Use(const BlockDevice& device) override;
+  absl::StatusOr<std::unique_ptr<DeviceHandle>> OpenExclusive(const BlockDevice& device) override;
+
+ private:
+  std::string by_id_dir_;
+};
+
+// dm-crypt and LUKS2 through libcryptsetup (never the cryptsetup binary).
+class LinuxCrypt final : public Crypt {
+ public:
+  absl::StatusOr<std::string> Format(const BlockDevice& device,
+                                     absl::Span<const uint8_t> volume_key,
+                                     const CryptParams& params) override;
+  absl::Status Activate(const BlockDevice& device, const std::string& name,
+                        absl::Span<const uint8_t> volume_key, const CryptParams& params) override;
+  absl::StatusOr<CryptStatus> Status(const std::string& name) override;
+  absl::StatusOr<LuksHeader> ReadHeader(const BlockDevice& device) override;
+  absl::Status Deactivate(const std::string& name) override;
+};
+
+// mkfs runs the distro's mkfs.ext4 / mkfs.xfs; mounts are mount(2).
+class LinuxFilesystems final : public Filesystems {
+ public:
+  absl::Status Mkfs(const std::string& device, FsType type) override;
+  absl::Status Mount(const std::string& device, const std::string& target, FsType type,
+                     const std::string& options) override;
+  absl::StatusOr<std::optional<uint64_t>> MountedAt(const std::string& target) override;
+  absl::StatusOr<FsUsage> Usage(const std::string& target) override;
+  absl::StatusOr<uint64_t> DeviceNumber(const std::string& node) override;
+  absl::Status MakeDirectories(const std::string& path) override;
+};
+
+}  // namespace nodeward::platform
+
+#endif  // NODEWARD_PLATFORM_LINUX_VOLUME_LINUX_H_
