@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
+#include <linux/dm-ioctl.h>
 #include <linux/fs.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
@@ -123,6 +124,66 @@ bool HasEntries(const std::string& dir) {
   }
   closedir(d);
   return any;
+}
+
+// The crypt target's table line straight from device-mapper (what
+// `dmsetup table` prints): "<cipher> <key> <iv_offset> <maj:min> <start>".
+// <key> is ":<bytes>:logon:<description>" when the key sits in the kernel
+// keyring, else the key in hex: only its length is kept, and the buffer is
+// wiped.
+struct DmCrypt {
+  std::string cipher;
+  int key_bits = 0;
+  bool keyring = false;
+  uint64_t backing_rdev = 0;
+};
+absl::StatusOr<DmCrypt> ReadDmCrypt(const std::string& name) {
+  int fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "open /dev/mapper/control");
+  constexpr size_t kSize = 16384;
+  std::vector<char> buf(kSize, 0);
+  auto* io = reinterpret_cast<dm_ioctl*>(buf.data());
+  io->version[0] = DM_VERSION_MAJOR;
+  io->data_size = kSize;
+  io->data_start = sizeof(dm_ioctl);
+  io->flags = DM_STATUS_TABLE_FLAG;
+  std::strncpy(io->name, name.c_str(), DM_NAME_LEN - 1);
+  const int r = ioctl(fd, DM_TABLE_STATUS, io);
+  const int err = errno;
+  close(fd);
+  DmCrypt out;
+  absl::Status status;
+  if (r != 0) {
+    status = absl::ErrnoToStatus(err, "read the table of " + name);
+  } else if (io->target_count != 1 || (io->flags & DM_BUFFER_FULL_FLAG) != 0) {
+    status = absl::FailedPreconditionError(name + " is not a single crypt target");
+  } else {
+    auto* spec = reinterpret_cast<dm_target_spec*>(buf.data() + io->data_start);
+    const char* params = reinterpret_cast<const char*>(spec + 1);
+    std::vector<std::string> f = absl::StrSplit(std::string(params, strnlen(params, kSize / 2)), ' ');
+    if (std::strncmp(spec->target_type, "crypt", DM_MAX_TYPE_NAME) != 0 || f.size() < 5) {
+      status = absl::FailedPreconditionError(name + " is not a crypt target");
+    } else {
+      out.cipher = f[0];
+      if (!f[1].empty() && f[1][0] == ':') {
+        out.keyring = true;
+        std::vector<std::string> k = absl::StrSplit(f[1], ':');
+        int bytes = 0;
+        if (k.size() > 2 && absl::SimpleAtoi(k[1], &bytes)) out.key_bits = bytes * 8;
+      } else {
+        out.key_bits = static_cast<int>(f[1].size() * 4);  // hex
+      }
+      std::vector<std::string> mm = absl::StrSplit(f[3], ':');
+      unsigned maj = 0, min = 0;
+      if (mm.size() == 2 && absl::SimpleAtoi(mm[0], &maj) && absl::SimpleAtoi(mm[1], &min)) {
+        out.backing_rdev = makedev(maj, min);
+      }
+      for (std::string& x : f) explicit_bzero(x.data(), x.size());
+    }
+  }
+  explicit_bzero(buf.data(), buf.size());
+  if (!status.ok()) return status;
+  return out;
 }
 
 class LinuxDeviceHandle final : public DeviceHandle {
@@ -349,19 +410,16 @@ absl::StatusOr<CryptStatus> LinuxCrypt::Status(const std::string& name) {
   if (r < 0) return CryptError(r, absl::StrCat("read mapping ", name));
   CryptPtr cd(raw);
   s.active = true;
-  const char* cipher = crypt_get_cipher(cd.get());
-  const char* mode = crypt_get_cipher_mode(cd.get());
-  s.cipher = absl::StrCat(cipher ? cipher : "", "-", mode ? mode : "");
-  s.key_bits = crypt_get_volume_key_size(cd.get()) * 8;
   const char* uuid = crypt_get_uuid(cd.get());
   s.uuid = uuid ? uuid : "";
-  const char* dev = crypt_get_device_name(cd.get());
-  struct stat st {};
-  if (dev != nullptr && stat(dev, &st) == 0) s.backing_rdev = st.st_rdev;
-  crypt_active_device cad{};
-  if (crypt_get_active_device(cd.get(), name.c_str(), &cad) == 0) {
-    s.key_in_keyring = (cad.flags & CRYPT_ACTIVATE_KEYRING_KEY) != 0;
-  }
+  // Cipher, key size and device from the kernel's table: LUKS2 without a
+  // keyslot does not record the key size, and the table is the truth.
+  absl::StatusOr<DmCrypt> t = ReadDmCrypt(name);
+  if (!t.ok()) return t.status();
+  s.cipher = t->cipher;
+  s.key_bits = t->key_bits;
+  s.key_in_keyring = t->keyring;
+  s.backing_rdev = t->backing_rdev;
   return s;
 }
 
