@@ -1,6 +1,9 @@
 #include "platform/filter_plan.h"
 
 #include <algorithm>
+#include <cstring>
+#include <string_view>
+#include <unordered_map>
 #include <functional>
 #include <map>
 #include <set>
@@ -45,10 +48,19 @@ FilterChange FullReplace(const FilterRuleset& desired) {
 }
 
 template <typename T>
-std::map<std::string, const T*> ByName(const std::vector<T>& v) {
-  std::map<std::string, const T*> out;
+std::unordered_map<std::string_view, const T*> ByName(const std::vector<T>& v) {
+  std::unordered_map<std::string_view, const T*> out;
+  out.reserve(v.size());
   for (const T& x : v) out[x.name] = &x;
   return out;
+}
+
+// Equal interval lists, compared as raw memory (FilterInterval is two
+// 128-bit integers, no padding): the common case of an unchanged shard.
+bool SameIntervals(const std::vector<FilterInterval>& a, const std::vector<FilterInterval>& b) {
+  static_assert(sizeof(FilterInterval) == 2 * sizeof(absl::uint128), "no padding");
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(FilterInterval)) == 0);
 }
 
 }  // namespace
@@ -71,7 +83,7 @@ FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired
       // type in place, so replace the table.
       if (!(k.intervals.empty() && s.intervals.empty())) return FullReplace(desired);
     }
-    if (k.intervals == s.intervals && k.targets == s.targets) continue;  // the common case
+    if (SameIntervals(k.intervals, s.intervals) && k.targets == s.targets) continue;  // common
     const std::vector<Entry> have = Entries(k), want = Entries(s);
     std::vector<Entry> del, add;
     std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(del));
