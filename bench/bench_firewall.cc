@@ -117,6 +117,27 @@ VerifiedCommand Command(uint64_t generation, const std::string& file, bool udp,
   return v;
 }
 
+firewall::ManagementAccess Management() {
+  return {{firewall::ParseCidr("192.0.2.0/24").value()}, {22}};
+}
+
+// The agent's firewall stack wired as the daemon wires it, in this network
+// namespace, starting from no persisted state; restored (baseline applied).
+struct FirewallStack {
+  explicit FirewallStack(const std::string& dir)
+      : state((std::remove((dir + "/firewall.pb").c_str()), dir + "/firewall.pb")),
+        rec(&filter, &fs, &clock, state, Management()) {
+    restored = rec.Restore();
+    if (!restored.ok()) std::cerr << "restore: " << restored << "\n";
+  }
+  platform::NftPacketFilter filter{"nodeward"};
+  platform::LinuxFileSystem fs;
+  platform::SystemClock clock;
+  const std::string state;
+  firewall::FirewallReconciler rec;
+  absl::Status restored;
+};
+
 long PeakRssMb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -125,16 +146,11 @@ long PeakRssMb() {
 
 int Apply(const std::string& dir) {
   const std::string list = dir + "/cidrs.txt";
-  std::remove((dir + "/firewall.pb").c_str());  // each run starts from nothing
-  platform::NftPacketFilter filter("nodeward");
-  platform::LinuxFileSystem fs;
-  platform::SystemClock clock;
-  firewall::ManagementAccess m{{firewall::ParseCidr("192.0.2.0/24").value()}, {22}};
-  firewall::FirewallReconciler rec(&filter, &fs, &clock, dir + "/firewall.pb", m);
-  if (absl::Status s = rec.Restore(); !s.ok()) {
-    std::cerr << "restore: " << s << "\n";
-    return 1;
-  }
+  FirewallStack stack(dir);
+  if (!stack.restored.ok()) return 1;
+  firewall::FirewallReconciler& rec = stack.rec;
+  platform::NftPacketFilter& filter = stack.filter;
+  const firewall::ManagementAccess m = Management();
   auto t0 = Clock::now();
   auto r = rec.Apply(Command(1, list, false));
   auto t1 = Clock::now();
@@ -153,8 +169,8 @@ int Apply(const std::string& dir) {
     std::cerr << "read: " << known.status() << "\n";
     return 1;
   }
-  firewall::FirewallSpec spec =
-      firewall::FromProto(Command(1, list, false).command.apply_firewall()).value();
+  const VerifiedCommand first = Command(1, list, false);  // the spec views its strings
+  firewall::FirewallSpec spec = firewall::FromProto(first.command.apply_firewall()).value();
   firewall::ValidatedFirewall v = firewall::ValidateFirewall(spec, 0).value();
   spec = firewall::FirewallSpec();
   const absl::uint128 extra = (uint32_t{198} << 24) | (uint32_t{18} << 16) | 77;  // 198.18.0.77
@@ -267,17 +283,9 @@ int ConnectRate(const std::string& dst, int port, int seconds) {
 // Applies the list as a firewall state and exits, leaving the table in the
 // namespace (for the data-path run).
 int ApplyOnly(const std::string& dir) {
-  std::remove((dir + "/firewall.pb").c_str());
-  platform::NftPacketFilter filter("nodeward");
-  platform::LinuxFileSystem fs;
-  platform::SystemClock clock;
-  firewall::ManagementAccess m{{firewall::ParseCidr("192.0.2.0/24").value()}, {22}};
-  firewall::FirewallReconciler rec(&filter, &fs, &clock, dir + "/firewall.pb", m);
-  if (absl::Status s = rec.Restore(); !s.ok()) {
-    std::cerr << "restore: " << s << "\n";
-    return 1;
-  }
-  auto r = rec.Apply(Command(1, dir + "/cidrs.txt", false));
+  FirewallStack stack(dir);
+  if (!stack.restored.ok()) return 1;
+  auto r = stack.rec.Apply(Command(1, dir + "/cidrs.txt", false));
   if (!r.ok()) {
     std::cerr << "apply: " << r.status() << "\n";
     return 1;

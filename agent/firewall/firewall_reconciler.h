@@ -17,8 +17,9 @@
 
 namespace nodeward::firewall {
 
-// The ApplyFirewall command as a FirewallSpec. INVALID_ARGUMENT for an
-// unspecified protocol or a port above 65535 in `last`.
+// The ApplyFirewall command as a FirewallSpec, whose CIDRs view the
+// command's own strings: `command` must outlive the spec. INVALID_ARGUMENT
+// for an unspecified protocol or a port above 65535 in `last`.
 absl::StatusOr<FirewallSpec> FromProto(const nodeward::v1::ApplyFirewall& command);
 
 struct FirewallStatus {

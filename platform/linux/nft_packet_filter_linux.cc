@@ -527,11 +527,12 @@ FilterRule ReadRule(nftnl_rule* r) {
 // dump was interrupted by a concurrent change (re-read).
 absl::Status Request(mnl_socket* nl, uint16_t type, uint16_t flags,
                      const std::function<void(nlmsghdr*)>& build,
-                     const std::function<void(const nlmsghdr*)>& cb, absl::string_view what) {
+                     const std::function<void(const nlmsghdr*)>& cb, absl::string_view what,
+                     uint16_t family = NFPROTO_INET) {
   static uint32_t seq_counter = 1000;
   const uint32_t seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED);
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 8);
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET, flags, seq);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, family, flags, seq);
   if (build) build(nlh);
   if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat(what, ": send"));
@@ -1116,108 +1117,65 @@ absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDrops() {
     bool policy_drop;
   };
   std::vector<Hooked> hooked;
-  auto family_name = [](uint32_t f) {
-    return f == NFPROTO_IPV4 ? "ip" : f == NFPROTO_IPV6 ? "ip6" : "inet";
-  };
-  // All chains of all tables: one dump (the request has no table name).
-  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
-  absl::Status st;
-  {
-    static uint32_t seq = 1u << 30;
-    const uint32_t my_seq = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
-    nlmsghdr* nlh =
-        nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETCHAIN, NFPROTO_UNSPEC, NLM_F_DUMP, my_seq);
-    if (mnl_socket_sendto(nl->get(), nlh, nlh->nlmsg_len) < 0) {
-      return absl::ErrnoToStatus(errno, "list chains");
-    }
-    std::vector<char> rbuf(MNL_SOCKET_BUFFER_SIZE * 8);
-    struct Ctx {
-      std::vector<Hooked>* out;
-      const std::string* own;
-    } ctx{&hooked, &table_};
-    auto cb = [](const nlmsghdr* m, void* data) -> int {
-      auto* c = static_cast<Ctx*>(data);
-      std::unique_ptr<nftnl_chain, ChainFree> ch(nftnl_chain_alloc());
-      if (nftnl_chain_nlmsg_parse(m, ch.get()) < 0) return MNL_CB_OK;
-      const uint32_t fam = nftnl_chain_get_u32(ch.get(), NFTNL_CHAIN_FAMILY);
-      if (fam != NFPROTO_IPV4 && fam != NFPROTO_IPV6 && fam != NFPROTO_INET) return MNL_CB_OK;
-      if (!nftnl_chain_is_set(ch.get(), NFTNL_CHAIN_HOOKNUM)) return MNL_CB_OK;
-      const uint32_t hook = nftnl_chain_get_u32(ch.get(), NFTNL_CHAIN_HOOKNUM);
-      if (hook != NF_INET_PRE_ROUTING && hook != NF_INET_LOCAL_IN) return MNL_CB_OK;
-      const std::string table = nftnl_chain_get_str(ch.get(), NFTNL_CHAIN_TABLE);
-      if (fam == NFPROTO_INET && table == *c->own) return MNL_CB_OK;
-      c->out->push_back(Hooked{fam, table, nftnl_chain_get_str(ch.get(), NFTNL_CHAIN_NAME),
-                               hook == NF_INET_LOCAL_IN ? "input" : "prerouting",
-                               nftnl_chain_get_s32(ch.get(), NFTNL_CHAIN_PRIO),
-                               nftnl_chain_is_set(ch.get(), NFTNL_CHAIN_POLICY) &&
-                                   nftnl_chain_get_u32(ch.get(), NFTNL_CHAIN_POLICY) == NF_DROP});
-      return MNL_CB_OK;
-    };
-    const uint32_t portid = mnl_socket_get_portid(nl->get());
-    while (true) {
-      int n = static_cast<int>(mnl_socket_recvfrom(nl->get(), rbuf.data(), rbuf.size()));
-      if (n < 0) return absl::ErrnoToStatus(errno, "list chains");
-      int ret = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), my_seq, portid, cb, &ctx);
-      if (ret < 0) return absl::ErrnoToStatus(errno, "list chains");
-      if (ret == MNL_CB_STOP) break;
-    }
-  }
+  // All chains of all tables and families: base chains on the paths a
+  // packet to this host takes (prerouting, input) in someone else's table.
+  absl::Status st = Request(
+      nl->get(), NFT_MSG_GETCHAIN, NLM_F_DUMP, nullptr,
+      [&](const nlmsghdr* m) {
+        std::unique_ptr<nftnl_chain, ChainFree> ch(nftnl_chain_alloc());
+        if (nftnl_chain_nlmsg_parse(m, ch.get()) < 0) return;
+        const uint32_t fam = nftnl_chain_get_u32(ch.get(), NFTNL_CHAIN_FAMILY);
+        if (fam != NFPROTO_IPV4 && fam != NFPROTO_IPV6 && fam != NFPROTO_INET) return;
+        if (!nftnl_chain_is_set(ch.get(), NFTNL_CHAIN_HOOKNUM)) return;
+        const uint32_t hook = nftnl_chain_get_u32(ch.get(), NFTNL_CHAIN_HOOKNUM);
+        if (hook != NF_INET_PRE_ROUTING && hook != NF_INET_LOCAL_IN) return;
+        const std::string table = nftnl_chain_get_str(ch.get(), NFTNL_CHAIN_TABLE);
+        if (fam == NFPROTO_INET && table == table_) return;
+        hooked.push_back(Hooked{fam, table, nftnl_chain_get_str(ch.get(), NFTNL_CHAIN_NAME),
+                                hook == NF_INET_LOCAL_IN ? "input" : "prerouting",
+                                nftnl_chain_get_s32(ch.get(), NFTNL_CHAIN_PRIO),
+                                nftnl_chain_is_set(ch.get(), NFTNL_CHAIN_POLICY) &&
+                                    nftnl_chain_get_u32(ch.get(), NFTNL_CHAIN_POLICY) == NF_DROP});
+      },
+      "list chains", NFPROTO_UNSPEC);
+  if (!st.ok()) return st;
   std::vector<std::string> out;
   for (const Hooked& h : hooked) {
-    // Drop or reject verdicts among the chain's rules.
+    // Rules of that chain with a drop verdict or a reject.
     int drops = 0;
     std::unique_ptr<nftnl_rule, RuleFree> filter(nftnl_rule_alloc());
     nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, h.table.c_str());
     nftnl_rule_set_str(filter.get(), NFTNL_RULE_CHAIN, h.chain.c_str());
-    static uint32_t seq2 = 1u << 29;
-    const uint32_t my_seq = __atomic_add_fetch(&seq2, 1, __ATOMIC_RELAXED);
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETRULE,
-                                          static_cast<uint16_t>(h.family), NLM_F_DUMP, my_seq);
-    nftnl_rule_nlmsg_build_payload(nlh, filter.get());
-    if (mnl_socket_sendto(nl->get(), nlh, nlh->nlmsg_len) < 0) {
-      return absl::ErrnoToStatus(errno, "list rules");
-    }
-    std::vector<char> rbuf(MNL_SOCKET_BUFFER_SIZE * 8);
-    struct Ctx {
-      int* drops;
-      const Hooked* h;
-    } ctx{&drops, &h};
-    auto cb = [](const nlmsghdr* m, void* data) -> int {
-      auto* c = static_cast<Ctx*>(data);
-      std::unique_ptr<nftnl_rule, RuleFree> r(nftnl_rule_alloc());
-      if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) return MNL_CB_OK;
-      if (c->h->chain != nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)) return MNL_CB_OK;
-      nftnl_expr_iter* it = nftnl_expr_iter_create(r.get());
-      for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
-        const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
-        if (std::strcmp(name, "reject") == 0 ||
-            (std::strcmp(name, "immediate") == 0 && nftnl_expr_is_set(e, NFTNL_EXPR_IMM_VERDICT) &&
-             nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_VERDICT) == NF_DROP)) {
-          ++*c->drops;
-          break;
-        }
-      }
-      nftnl_expr_iter_destroy(it);
-      return MNL_CB_OK;
-    };
-    const uint32_t portid = mnl_socket_get_portid(nl->get());
-    while (true) {
-      int n = static_cast<int>(mnl_socket_recvfrom(nl->get(), rbuf.data(), rbuf.size()));
-      if (n < 0) return absl::ErrnoToStatus(errno, "list rules");
-      int ret = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), my_seq, portid, cb, &ctx);
-      if (ret < 0) {
-        if (errno == ENOENT) break;  // gone meanwhile
-        return absl::ErrnoToStatus(errno, "list rules");
-      }
-      if (ret == MNL_CB_STOP) break;
-    }
+    st = Request(
+        nl->get(), NFT_MSG_GETRULE, NLM_F_DUMP,
+        [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, filter.get()); },
+        [&](const nlmsghdr* m) {
+          std::unique_ptr<nftnl_rule, RuleFree> r(nftnl_rule_alloc());
+          if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) return;
+          if (h.chain != nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)) return;
+          nftnl_expr_iter* it = nftnl_expr_iter_create(r.get());
+          for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr;
+               e = nftnl_expr_iter_next(it)) {
+            const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+            if (std::strcmp(name, "reject") == 0 ||
+                (std::strcmp(name, "immediate") == 0 &&
+                 nftnl_expr_is_set(e, NFTNL_EXPR_IMM_VERDICT) &&
+                 nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_VERDICT) == NF_DROP)) {
+              ++drops;
+              break;
+            }
+          }
+          nftnl_expr_iter_destroy(it);
+        },
+        "list rules", static_cast<uint16_t>(h.family));
+    if (!st.ok() && !absl::IsNotFound(st)) return st;  // a chain gone meanwhile has none
     if (!h.policy_drop && drops == 0) continue;
     std::vector<std::string> why;
     if (h.policy_drop) why.push_back("policy drop");
     if (drops > 0) why.push_back(absl::StrCat(drops, " drop/reject rules"));
-    out.push_back(absl::StrCat("table ", family_name(h.family), " ", h.table, " chain ", h.chain,
-                               " (hook ", h.hook, ", priority ", h.prio, "): ",
-                               absl::StrJoin(why, ", ")));
+    const char* fam = h.family == NFPROTO_IPV4 ? "ip" : h.family == NFPROTO_IPV6 ? "ip6" : "inet";
+    out.push_back(absl::StrCat("table ", fam, " ", h.table, " chain ", h.chain, " (hook ", h.hook,
+                               ", priority ", h.prio, "): ", absl::StrJoin(why, ", ")));
   }
   return out;
 }
