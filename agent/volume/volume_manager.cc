@@ -174,11 +174,14 @@ VolumeStatus VolumeManager::Inspect(const VolumeRecord& r) {
     // No mapping: after a reboot the key is gone with it. That is the
     // design, not a fault to repair.
     s.set_state(VolumeStatus::KEY_LOST);
-    s.set_reason(r.boot_id() != options_.boot_id
+    s.set_reason(!r.complete() ? "setup was cut short (the agent stopped or a step failed "
+                                 "after the format): the key is gone"
+                 : r.boot_id() != options_.boot_id
                      ? "the VM rebooted since setup: the key is gone, the data unrecoverable"
                      : "the mapping was closed: the key is gone, the data unrecoverable");
     return s;
   }
+  if (!r.complete()) return fail("setup was cut short after activation; not touched");
   s.set_cipher(cs->cipher);
   s.set_key_bits(static_cast<uint32_t>(cs->key_bits));
   if (!dev.ok()) return fail(absl::StrCat("device: ", dev.status().message()));
@@ -284,18 +287,56 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
         content.description, "); resend with destroy_existing_data to erase it"));
   }
 
+  // Remember the attempt before the device is written: if the agent dies
+  // between here and the mount, the volume is KEY_LOST after a restart, not
+  // an unknown device with a stray header.
+  VolumeRecord rec;
+  *rec.mutable_spec() = c;
+  rec.mutable_spec()->set_destroy_existing_data(false);
+  rec.set_boot_id(options_.boot_id);
+  *rec.mutable_set_up_at() = ToTimestamp(deps_.clock->Now());
+  rec.set_complete(false);
+  const int index = existing >= 0 ? existing : state_.volumes_size();
+  if (existing >= 0) {
+    *state_.mutable_volumes(existing) = rec;
+  } else {
+    *state_.add_volumes() = rec;
+  }
+  if (absl::Status s = Persist(); !s.ok()) {
+    if (existing < 0) state_.mutable_volumes()->RemoveLast();
+    return absl::UnavailableError(absl::StrCat("setup_volume ", c.volume_id(),
+                                               ": record the attempt: ", s.message(),
+                                               "; nothing written to the device"));
+  }
+
+  // Nothing written yet: a failure before the format forgets the attempt.
+  const VolumeRecord previous = existing >= 0 ? state_.volumes(existing) : VolumeRecord();
+  auto forget = [&](absl::Status why) {
+    if (existing >= 0) {
+      *state_.mutable_volumes(existing) = previous;
+    } else {
+      state_.mutable_volumes()->RemoveLast();
+    }
+    (void)Persist();
+    return why;
+  };
   std::string uuid;
   {
     // Exclusive open: nobody has it open exclusively (no mount, no mapping)
     // and the node still is the device that was checked. libcryptsetup
     // takes its own exclusive open, so ours ends before the format; the
     // mapping's device and header are re-checked right after activation.
-    ASSIGN_OR_RETURN(std::unique_ptr<platform::DeviceHandle> handle,
-                     deps_.devices->OpenExclusive(dev));
+    absl::StatusOr<std::unique_ptr<platform::DeviceHandle>> handle =
+        deps_.devices->OpenExclusive(dev);
+    if (!handle.ok()) return forget(handle.status());
   }
   {
-    ASSIGN_OR_RETURN(SecureBuffer key, SecureBuffer::Create(kVolumeKeyBytes));
-    RETURN_IF_ERROR(deps_.random->Fill(absl::MakeSpan(key.data(), key.size())));
+    absl::StatusOr<SecureBuffer> made = SecureBuffer::Create(kVolumeKeyBytes);
+    if (!made.ok()) return forget(made.status());
+    SecureBuffer key = std::move(made).value();
+    if (absl::Status s = deps_.random->Fill(absl::MakeSpan(key.data(), key.size())); !s.ok()) {
+      return forget(s);
+    }
     ASSIGN_OR_RETURN(uuid, deps_.crypt->Format(dev, absl::MakeConstSpan(key.data(), key.size()),
                                                Params(c)));
     RETURN_IF_ERROR(deps_.crypt->Activate(dev, c.mapper_name(),
@@ -324,17 +365,9 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
     return undo(s);
   }
 
-  VolumeRecord rec;
-  *rec.mutable_spec() = c;
-  rec.mutable_spec()->set_destroy_existing_data(false);
-  rec.set_luks_uuid(uuid);
-  rec.set_boot_id(options_.boot_id);
-  *rec.mutable_set_up_at() = ToTimestamp(deps_.clock->Now());
-  if (existing >= 0) {
-    *state_.mutable_volumes(existing) = rec;
-  } else {
-    *state_.add_volumes() = rec;
-  }
+  VolumeRecord* done = state_.mutable_volumes(index);
+  done->set_luks_uuid(uuid);
+  done->set_complete(true);
   if (absl::Status s = Persist(); !s.ok()) {
     // The volume works but would be unknown after a restart: report it and
     // keep the record in memory; the next command persists again.
@@ -342,7 +375,7 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
                                                ": active and mounted, but persisting the record "
                                                "failed: ", s.message()));
   }
-  *vr->mutable_volume() = Inspect(state_.volumes(existing >= 0 ? existing : state_.volumes_size() - 1));
+  *vr->mutable_volume() = Inspect(state_.volumes(index));
   return result;
 }
 

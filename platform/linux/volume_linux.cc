@@ -5,6 +5,8 @@
 #include <libcryptsetup.h>
 #include <linux/dm-ioctl.h>
 #include <linux/fs.h>
+#include <linux/keyctl.h>
+#include <sys/syscall.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -135,6 +137,7 @@ struct DmCrypt {
   std::string cipher;
   int key_bits = 0;
   bool keyring = false;
+  std::string key_description;  // of the logon key, e.g. cryptsetup:<uuid>-d0
   uint64_t backing_rdev = 0;
 };
 absl::StatusOr<DmCrypt> ReadDmCrypt(const std::string& name) {
@@ -167,9 +170,10 @@ absl::StatusOr<DmCrypt> ReadDmCrypt(const std::string& name) {
       out.cipher = f[0];
       if (!f[1].empty() && f[1][0] == ':') {
         out.keyring = true;
-        std::vector<std::string> k = absl::StrSplit(f[1], ':');
+        std::vector<std::string> k = absl::StrSplit(f[1], absl::MaxSplits(':', 3));
         int bytes = 0;
         if (k.size() > 2 && absl::SimpleAtoi(k[1], &bytes)) out.key_bits = bytes * 8;
+        if (k.size() == 4) out.key_description = k[3];
       } else {
         out.key_bits = static_cast<int>(f[1].size() * 4);  // hex
       }
@@ -394,6 +398,18 @@ absl::Status LinuxCrypt::Activate(const BlockDevice& device, const std::string& 
                                    reinterpret_cast<const char*>(volume_key.data()),
                                    volume_key.size(), flags);
   if (r < 0) return CryptError(r, absl::StrCat("activate ", name, " on ", device.path));
+  // dm-crypt copied the key when the table was loaded. libcryptsetup leaves
+  // its logon key linked in this thread's keyring, which lives as long as
+  // the agent's command thread: invalidate it, so the only copy is inside
+  // dm-crypt (threats.md case 26).
+  absl::StatusOr<DmCrypt> t = ReadDmCrypt(name);
+  if (t.ok() && t->keyring && !t->key_description.empty()) {
+    for (long ring : {KEY_SPEC_THREAD_KEYRING, KEY_SPEC_PROCESS_KEYRING,
+                      KEY_SPEC_SESSION_KEYRING, KEY_SPEC_USER_KEYRING}) {
+      long id = syscall(SYS_keyctl, KEYCTL_SEARCH, ring, "logon", t->key_description.c_str(), 0);
+      if (id > 0) syscall(SYS_keyctl, KEYCTL_INVALIDATE, id);
+    }
+  }
   return absl::OkStatus();
 }
 

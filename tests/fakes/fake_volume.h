@@ -51,6 +51,10 @@ class FakeVolumes {
   std::vector<std::string>& log() { return log_; }
   // Called between the exclusive open and the post-activation check.
   std::function<void()> after_open;
+  // Called when the device is probed (after the in-use checks).
+  std::function<void()> probe_hook;
+  // Called at the start of Activate (after the format).
+  std::function<void()> before_activate;
 
   class Devices final : public BlockDevices {
    public:
@@ -64,6 +68,7 @@ class FakeVolumes {
       return BlockDevice{id, it->second.path, it->second.rdev, 1ull << 30};
     }
     absl::StatusOr<DeviceContent> Probe(const BlockDevice& d) override {
+      if (v_->probe_hook) v_->probe_hook();
       const Disk* disk = v_->ByPath(d.path);
       if (disk == nullptr) return absl::NotFoundError(d.path);
       DeviceContent c = disk->content;
@@ -121,6 +126,7 @@ class FakeVolumes {
     }
     absl::Status Activate(const BlockDevice& h, const std::string& name,
                           absl::Span<const uint8_t> key, const CryptParams& p) override {
+      if (v_->before_activate) v_->before_activate();
       Disk* disk = v_->ByPath(h.path);
       if (disk == nullptr || !disk->header.has_value()) return absl::NotFoundError("no header");
       if (v_->mappings_.count(name) != 0) return absl::AlreadyExistsError(name);

@@ -247,6 +247,10 @@ int Test() {
     Check(std::string("no keyslot on ") + dev,
           Contains(out, "Keyslots:\nTokens:") && Contains(out, "Hash:       sha256"), out);
   }
+  // threats.md case 26: the key left no trace in any keyring (dm-crypt
+  // copied it in; libcryptsetup dropped the logon key after activation).
+  Run("grep cryptsetup: /proc/keys", &out);
+  Check("no volume key left in a keyring (/proc/keys)", !Contains(out, "cryptsetup:"), out);
   Run("grep -E ' /srv/nodeward/(pg|wal) ' /proc/mounts", &out);
   Check("both mounted nodev,nosuid,noatime",
         Contains(out, "/dev/mapper/pgdata /srv/nodeward/pg ext4 rw,nosuid,nodev,noatime") &&

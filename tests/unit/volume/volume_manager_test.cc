@@ -195,7 +195,45 @@ TEST_F(VolumeTest, FailedMkfsClosesTheMapping) {
   EXPECT_THAT(m->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a")),
               StatusIs(StatusCode::kInternal));
   EXPECT_TRUE(v_.mappings().empty());
+  // The attempt is remembered: the device holds a header whose key is gone.
+  auto st = m->Statuses();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].state(), VolumeStatus::KEY_LOST);
+  v_.fail_mkfs = false;
+  EXPECT_THAT(m->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a")),
+              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(m->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a", true)), IsOk());
+}
+
+// threats.md case 24: the agent dies between format and activation. After
+// the restart the volume is KEY_LOST, never reformatted on its own.
+TEST_F(VolumeTest, CrashBetweenFormatAndActivationIsKeyLost) {
+  auto m = Manager();
+  // Simulate the crash: the record of the attempt is on disk, the header
+  // is written, no mapping exists, and the process is gone.
+  v_.before_activate = [&] { throw 1; };
+  EXPECT_ANY_THROW((void)m->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a")));
+  v_.before_activate = nullptr;
+  ASSERT_TRUE(v_.disk(kDisk1).header.has_value());  // formatted, never activated
+  auto m2 = Manager();
+  ASSERT_THAT(m2->Restore(), IsOk());
+  auto st = m2->Statuses();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].state(), VolumeStatus::KEY_LOST);
+  EXPECT_NE(st[0].reason().find("cut short"), std::string::npos) << st[0].reason();
+  EXPECT_THAT(m2->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a")),
+              StatusIs(StatusCode::kFailedPrecondition));
+}
+
+// Nothing written yet (the exclusive open fails): the attempt is forgotten.
+TEST_F(VolumeTest, FailureBeforeTheFormatLeavesNoRecord) {
+  auto m = Manager();
+  // The device turns busy after the checks, before the exclusive open.
+  v_.probe_hook = [&] { v_.disk(kDisk1).busy = true; };
+  EXPECT_THAT(m->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a")),
+              StatusIs(StatusCode::kFailedPrecondition));
   EXPECT_TRUE(m->Statuses().empty());
+  EXPECT_TRUE(v_.log().empty());
 }
 
 TEST_F(VolumeTest, UnmountedVolumeIsReportedFailedNotTouched) {
