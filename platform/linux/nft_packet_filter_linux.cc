@@ -598,6 +598,26 @@ absl::StatusOr<uint32_t> GetGenid(mnl_socket* nl) {
   return genid;
 }
 
+// Dumps the rules of `table` (optionally one chain) and hands each parsed
+// rule to `fn`.
+absl::Status DumpRules(mnl_socket* nl, const std::string& table, const std::string& chain,
+                       uint16_t family, const std::function<void(nftnl_rule*)>& fn) {
+  std::unique_ptr<nftnl_rule, RuleFree> filter(nftnl_rule_alloc());
+  nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table.c_str());
+  if (!chain.empty()) nftnl_rule_set_str(filter.get(), NFTNL_RULE_CHAIN, chain.c_str());
+  return Request(
+      nl, NFT_MSG_GETRULE, NLM_F_DUMP,
+      [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, filter.get()); },
+      [&](const nlmsghdr* m) {
+        std::unique_ptr<nftnl_rule, RuleFree> r(nftnl_rule_alloc());
+        if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) return;
+        if (table != nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) return;
+        if (!chain.empty() && chain != nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)) return;
+        fn(r.get());
+      },
+      "read rules", family);
+}
+
 struct RawElem {
   absl::uint128 key;
   bool end;
@@ -785,26 +805,17 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
       if (!st.ok()) return st;
       if (!have_input) t.structure_ok = false;
       // Rules of the table, in chain order.
-      std::unique_ptr<nftnl_rule, RuleFree> filter(nftnl_rule_alloc());
-      nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table_.c_str());
-      st = Request(
-          nl->get(), NFT_MSG_GETRULE, NLM_F_DUMP,
-          [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, filter.get()); },
-          [&](const nlmsghdr* m) {
-            std::unique_ptr<nftnl_rule, RuleFree> r(nftnl_rule_alloc());
-            if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) return;
-            if (table_ != nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) return;
-            const std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
-            FilterRule fr = ReadRule(r.get());
-            if (chain == kInput) {
-              t.ruleset.rules.push_back(std::move(fr));
-              return;
-            }
-            for (FilterChain& c : t.ruleset.chains) {
-              if (c.name == chain) c.rules.push_back(fr);
-            }
-          },
-          "read rules");
+      st = DumpRules(nl->get(), table_, "", NFPROTO_INET, [&](nftnl_rule* r) {
+        const std::string chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
+        FilterRule fr = ReadRule(r);
+        if (chain == kInput) {
+          t.ruleset.rules.push_back(std::move(fr));
+          return;
+        }
+        for (FilterChain& c : t.ruleset.chains) {
+          if (c.name == chain) c.rules.push_back(fr);
+        }
+      });
       if (!st.ok()) return st;
       // Sets, then each set's elements.
       std::unique_ptr<nftnl_set, SetFree> sf(nftnl_set_alloc());
@@ -1143,31 +1154,19 @@ absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDrops() {
   for (const Hooked& h : hooked) {
     // Rules of that chain with a drop verdict or a reject.
     int drops = 0;
-    std::unique_ptr<nftnl_rule, RuleFree> filter(nftnl_rule_alloc());
-    nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, h.table.c_str());
-    nftnl_rule_set_str(filter.get(), NFTNL_RULE_CHAIN, h.chain.c_str());
-    st = Request(
-        nl->get(), NFT_MSG_GETRULE, NLM_F_DUMP,
-        [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, filter.get()); },
-        [&](const nlmsghdr* m) {
-          std::unique_ptr<nftnl_rule, RuleFree> r(nftnl_rule_alloc());
-          if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) return;
-          if (h.chain != nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)) return;
-          nftnl_expr_iter* it = nftnl_expr_iter_create(r.get());
-          for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr;
-               e = nftnl_expr_iter_next(it)) {
-            const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
-            if (std::strcmp(name, "reject") == 0 ||
-                (std::strcmp(name, "immediate") == 0 &&
-                 nftnl_expr_is_set(e, NFTNL_EXPR_IMM_VERDICT) &&
-                 nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_VERDICT) == NF_DROP)) {
-              ++drops;
-              break;
-            }
-          }
-          nftnl_expr_iter_destroy(it);
-        },
-        "list rules", static_cast<uint16_t>(h.family));
+    st = DumpRules(nl->get(), h.table, h.chain, static_cast<uint16_t>(h.family), [&](nftnl_rule* r) {
+      nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+      for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+        const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+        if (std::strcmp(name, "reject") == 0 ||
+            (std::strcmp(name, "immediate") == 0 && nftnl_expr_is_set(e, NFTNL_EXPR_IMM_VERDICT) &&
+             nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_VERDICT) == NF_DROP)) {
+          ++drops;
+          break;
+        }
+      }
+      nftnl_expr_iter_destroy(it);
+    });
     if (!st.ok() && !absl::IsNotFound(st)) return st;  // a chain gone meanwhile has none
     if (!h.policy_drop && drops == 0) continue;
     std::vector<std::string> why;

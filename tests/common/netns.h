@@ -16,21 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/common/shell.h"
 
 namespace nodeward::testing {
-
-// Runs a shell command; returns its exit status, output in `out`.
-inline int Sh(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
-  int rc = pclose(p);
-  if (out != nullptr) *out = text;
-  return rc;
-}
 
 // Runs `fn` on a thread that entered network namespace `ns`; sockets made
 // there stay in that namespace.

@@ -28,6 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/common/shell.h"
+
 namespace {
 
 int failures = 0;
@@ -42,15 +44,7 @@ void Check(const std::string& name, bool ok, const std::string& detail = "") {
 }
 
 int Run(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
-  int rc = pclose(p);
-  if (out != nullptr) *out = text;
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return nodeward::testing::Sh(cmd, out);  // 0 on success
 }
 
 bool Contains(const std::string& s, const std::string& x) { return s.find(x) != std::string::npos; }
