@@ -164,7 +164,9 @@ int Apply(const std::string& dir) {
 
   // One element in and out, as the planned transaction alone. The model of
   // the kernel is what the reconciler keeps after a commit.
+  auto r0 = Clock::now();
   absl::StatusOr<platform::KernelTable> known = filter.Read();
+  std::cout << "readback_ms=" << Ms(r0, Clock::now()) << "\n";  // the periodic drift check
   if (!known.ok()) {
     std::cerr << "read: " << known.status() << "\n";
     return 1;

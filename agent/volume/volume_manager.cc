@@ -311,7 +311,7 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
 
   // Nothing written yet: a failure before the format forgets the attempt.
   const VolumeRecord previous = existing >= 0 ? state_.volumes(existing) : VolumeRecord();
-  auto forget = [&](absl::Status why) {
+  auto forget = [&](absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (existing >= 0) {
       *state_.mutable_volumes(existing) = previous;
     } else {

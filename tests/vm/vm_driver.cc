@@ -186,7 +186,7 @@ int CountState(const std::string& status, const std::string& state) {
 }
 
 void Prepare() {
-  Run("mkdir -p " + kWork + " /srv/nodeward /var/lib/nodeward /run/cores");
+  Run("mkdir -p " + kWork + "/by-id /srv/nodeward /var/lib/nodeward /run/cores");
   std::string out;
   int rc = Run(bin + "/nodewardctl dev-pki --out " + kWork + "/pki && " + bin +
                    "/nodewardctl keygen --out " + kWork + "/k",
@@ -200,7 +200,8 @@ void Prepare() {
                                        << kWork << R"(/pki/ca.pem"},
     "state_dir": "/var/lib/nodeward", "status_socket": {"path": ")"
                                        << kWork << R"(/status.sock"},
-    "volumes": {"enabled": true, "allowed_mount_roots": ["/srv/nodeward"]},
+    "volumes": {"enabled": true, "allowed_mount_roots": ["/srv/nodeward"],
+                "by_id_dir": ")" << kWork << R"(/by-id"},
     "trust": {"keys": [)" << key << R"(], "policies": [
       {"command_type": "setup_volume", "allowed_roles": ["orchestrator"]}]}})";
 }
@@ -308,9 +309,32 @@ int Test() {
   Check("mount point outside the roots refused", Contains(out, "REJECTED code=INVALID_ARGUMENT"),
         out);
   Check("no key made by any refusal", agent.keys().size() == 2);
-
-  // Key hygiene: the two keys appear nowhere the agent could have put them.
   const std::vector<std::string> keys = agent.keys();
+
+  // threats.md case 23: the disk fails every write (dm-flakey error_writes
+  // over a real disk; reads work, so it probes blank). The format fails: the
+  // error is reported, no mapping is left, and the attempt is remembered
+  // (KEY_LOST: the next try must say destroy_existing_data).
+  const std::string flaky = DevBySerial("nw-flaky");
+  std::string sectors = ReadAll("/sys/block/" + flaky.substr(5) + "/size");
+  while (!sectors.empty() && sectors.back() == '\n') sectors.pop_back();
+  const int made_flaky =
+      Run("dmsetup create --noudevsync nwflaky --table '0 " + sectors + " flakey " + flaky +
+              " 0 0 1 1 error_writes' && dmsetup mknodes nwflaky && ln -sf /dev/mapper/nwflaky " +
+              kWork + "/by-id/nw-flaky && test -b /dev/mapper/nwflaky",
+          &out);
+  Check("failing disk made (dm-flakey error_writes)", made_flaky == 0,
+        out + " [sectors " + sectors + " of " + flaky + "]");
+  out = Send(SetupBody("flaky", "/dev/disk/by-id/nw-flaky", "flaky", "/srv/nodeward/flaky",
+                       "FILESYSTEM_EXT4"));
+  Check("write errors during the format are reported",
+        Contains(out, "REJECTED") && Contains(out, "LUKS2 format"), out);
+  Check("no mapping left after the failed format", Run("dmsetup info flaky", &out) != 0, out);
+  st = Status();
+  Check("the failed attempt is remembered as KEY_LOST", CountState(st, "KEY_LOST") == 1, st);
+  Run("dmsetup remove nwflaky");
+
+  // Key hygiene: the keys appear nowhere the agent could have put them.
   // A forced crash: the agent is non-dumpable with RLIMIT_CORE 0, so no core
   // is expected; any that appears is searched too.
   std::ofstream("/proc/sys/kernel/core_pattern") << "/run/cores/core.%p";
@@ -322,10 +346,11 @@ int Test() {
   Run("find /var/lib/nodeward /run/cores -type f", &out);
   std::istringstream files(out);
   for (std::string f; std::getline(files, f);) places.push_back(f);
+  const std::vector<std::string> all_keys = agent.keys();  // incl. the failed format's
   long hits = 0;
   std::string where;
   for (const std::string& p : places) {
-    for (const std::string& k : keys) {
+    for (const std::string& k : all_keys) {
       for (size_t off : {0u, 32u}) {  // each half (a 256-bit AES key of XTS)
         long n = CountIn(p, k.substr(off, 32));
         if (n != 0) {
@@ -337,7 +362,7 @@ int Test() {
   }
   Check("no key byte sequence on any disk, in state, logs or cores (" +
             std::to_string(places.size()) + " places)",
-        hits == 0 && keys.size() == 2, where);
+        hits == 0 && all_keys.size() == 3, where);
 
   // Destroying the mapping destroys the key: the data is unreadable.
   agent.Start();
@@ -346,16 +371,19 @@ int Test() {
   Check("canary not readable from the raw disk after close", CountIn(d1, canary) == 0);
   st = Status();
   Check("closed volume reported KEY_LOST, the other ACTIVE",
-        CountState(st, "KEY_LOST") == 1 && CountState(st, "ACTIVE") == 1, st);
+        CountState(st, "KEY_LOST") + CountState(st, "FAILED") == 2 &&
+            CountState(st, "ACTIVE") == 1 && Contains(st, "the mapping was closed"),
+        st);
   out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
                        "FILESYSTEM_EXT4"));
   Check("KEY_LOST volume not reformatted without destroy_existing_data",
         Contains(out, "REJECTED code=FAILED_PRECONDITION") && Contains(out, "KEY_LOST"), out);
+  const size_t made = agent.keys().size();
   out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
                        "FILESYSTEM_EXT4", true));
   Check("with destroy_existing_data: a new, empty volume", Contains(out, "APPLIED"), out);
-  Check("and a new key", agent.keys().size() == 3 && agent.keys()[2] != keys[0] &&
-                             agent.keys()[2] != keys[1]);
+  Check("and a new key", agent.keys().size() == made + 1 && agent.keys().back() != keys[0] &&
+                             agent.keys().back() != keys[1]);
   agent.Kill(SIGTERM);
   Run("tail -5 " + kWork + "/agent.log", &out);
   std::cout << out;
