@@ -47,5 +47,26 @@ TEST(ConfigTest, RejectsBadTrust) {
   EXPECT_THAT(LoadConfig(&fs, "/cfg"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(ConfigTest, VolumesNeedAllowedRootsThatAreNormalisedPaths) {
+  platform::FakeFileSystem fs;
+  auto with = [&](const std::string& volumes) {
+    std::string cfg = kMinimal;
+    cfg.insert(cfg.rfind('}'), ", \"volumes\": " + volumes);
+    fs.SetContent("/cfg", cfg);
+    return LoadConfig(&fs, "/cfg");
+  };
+  EXPECT_THAT(with(R"({"enabled": true})"), StatusIs(absl::StatusCode::kInvalidArgument));
+  for (const char* bad : {"relative", "/", "/srv/", "/srv/../etc", "//srv", "/srv/./x"}) {
+    EXPECT_THAT(with(std::string(R"({"enabled": true, "allowed_mount_roots": [")") + bad + "\"]}"),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  auto ok = with(R"({"enabled": true, "allowed_mount_roots": ["/srv/nodeward"]})");
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->volumes().by_id_dir(), "/dev/disk/by-id");
+  // Disabled volumes need nothing.
+  EXPECT_THAT(with(R"({"enabled": false})"), IsOk());
+}
+
 }  // namespace
 }  // namespace nodeward
