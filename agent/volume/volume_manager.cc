@@ -204,9 +204,15 @@ VolumeStatus VolumeManager::Inspect(const VolumeRecord& r) {
 }
 
 std::vector<VolumeStatus> VolumeManager::Statuses() {
-  absl::MutexLock lock(&mu_);
+  if (!mu_.TryLock()) {
+    absl::MutexLock lock(&snapshot_mu_);
+    return snapshot_;  // a setup is running
+  }
   std::vector<VolumeStatus> out;
   for (const VolumeRecord& r : state_.volumes()) out.push_back(Inspect(r));
+  mu_.Unlock();
+  absl::MutexLock lock(&snapshot_mu_);
+  snapshot_ = out;
   return out;
 }
 

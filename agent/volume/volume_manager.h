@@ -59,7 +59,10 @@ class VolumeManager final : public CommandHandler {
 
   absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& command) override;
 
-  // Current state of every volume (looks at the kernel and mounts).
+  // Current state of every volume (looks at the kernel and mounts). Never
+  // waits for a SetupVolume in progress (mkfs of a big disk takes minutes,
+  // and health and the watchdog must not): then the last snapshot is
+  // returned.
   std::vector<nodeward::v1::VolumeStatus> Statuses();
 
  private:
@@ -73,6 +76,8 @@ class VolumeManager final : public CommandHandler {
   const VolumeOptions options_;
   absl::Mutex mu_;
   nodeward::v1::VolumeState state_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex snapshot_mu_;
+  std::vector<nodeward::v1::VolumeStatus> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 };
 
 }  // namespace nodeward::volume

@@ -55,6 +55,8 @@ class FakeVolumes {
   std::function<void()> probe_hook;
   // Called at the start of Activate (after the format).
   std::function<void()> before_activate;
+  // Called inside Mkfs (a long step in real life).
+  std::function<void()> during_mkfs;
 
   class Devices final : public BlockDevices {
    public:
@@ -167,6 +169,7 @@ class FakeVolumes {
    public:
     explicit Fs(FakeVolumes* v) : v_(v) {}
     absl::Status Mkfs(const std::string& device, FsType) override {
+      if (v_->during_mkfs) v_->during_mkfs();
       if (v_->fail_mkfs) return absl::InternalError("mkfs failed");
       v_->log_.push_back("mkfs " + device);
       return absl::OkStatus();

@@ -252,5 +252,18 @@ TEST_F(VolumeTest, CorruptRecordsAreDataLoss) {
   EXPECT_THAT(Manager()->Restore(), StatusIs(StatusCode::kDataLoss));
 }
 
+// Health never waits for a setup in progress (a long mkfs must not stall
+// the status socket or the main loop's watchdog): it gets the last snapshot.
+TEST_F(VolumeTest, StatusesDoNotWaitForASetupInProgress) {
+  auto m = Manager();
+  ASSERT_THAT(m->Apply(SetupCmd("a", kDisk1, "a", "/var/lib/data/a")), IsOk());
+  ASSERT_EQ(m->Statuses().size(), 1u);  // snapshot: one ACTIVE volume
+  size_t seen = 99;
+  v_.during_mkfs = [&] { seen = m->Statuses().size(); };  // same thread: would deadlock
+  ASSERT_THAT(m->Apply(SetupCmd("b", kDisk2, "b", "/var/lib/data/b")), IsOk());
+  EXPECT_EQ(seen, 1u);
+  EXPECT_EQ(m->Statuses().size(), 2u);
+}
+
 }  // namespace
 }  // namespace nodeward::volume
