@@ -38,10 +38,14 @@ FilterChange::Elements ToElements(const FilterSet& s, const std::vector<Entry>& 
   return e;
 }
 
-FilterChange FullReplace(const FilterRuleset& desired) {
+FilterChange FullReplace(const FilterRuleset& desired, bool by_reference) {
   FilterChange c;
   c.replace_table = true;
-  c.add_sets = desired.sets;
+  if (by_reference) {
+    for (const FilterSet& s : desired.sets) c.add_set_refs.push_back(&s);
+  } else {
+    c.add_sets = desired.sets;
+  }
   c.add_chains = desired.chains;
   c.base_rules = desired.rules;
   return c;
@@ -65,8 +69,9 @@ bool SameIntervals(const std::vector<FilterInterval>& a, const std::vector<Filte
 
 }  // namespace
 
-FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired) {
-  if (!current.exists || !current.structure_ok) return FullReplace(desired);
+FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired,
+                        bool by_reference) {
+  if (!current.exists || !current.structure_ok) return FullReplace(desired, by_reference);
   const FilterRuleset& cur = current.ruleset;
   FilterChange c;
   const auto cur_sets = ByName(cur.sets);
@@ -74,14 +79,18 @@ FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired
   for (const FilterSet& s : desired.sets) {
     auto it = cur_sets.find(s.name);
     if (it == cur_sets.end()) {
-      c.add_sets.push_back(s);
+      if (by_reference) {
+        c.add_set_refs.push_back(&s);
+      } else {
+        c.add_sets.push_back(s);
+      }
       continue;
     }
     const FilterSet& k = *it->second;
     if (k.ipv6 != s.ipv6 || k.is_map() != s.is_map()) {
       // Same name, other type (someone else's doing): a set cannot change
       // type in place, so replace the table.
-      if (!(k.intervals.empty() && s.intervals.empty())) return FullReplace(desired);
+      if (!(k.intervals.empty() && s.intervals.empty())) return FullReplace(desired, by_reference);
     }
     if (SameIntervals(k.intervals, s.intervals) && k.targets == s.targets) continue;  // common
     const std::vector<Entry> have = Entries(k), want = Entries(s);
@@ -158,7 +167,8 @@ absl::Status ApplyChange(const FilterChange& change, KernelTable* table) {
     }
     return absl::OkStatus();
   };
-  for (const FilterSet& s : change.add_sets) {
+  for (const FilterSet* sp : change.AllAddSets()) {
+    const FilterSet& s = *sp;
     if (find_set(s.name) != nullptr) return absl::AlreadyExistsError(absl::StrCat("set ", s.name));
     std::vector<FilterInterval> sorted = s.intervals;
     std::sort(sorted.begin(), sorted.end());
@@ -267,8 +277,8 @@ std::string Describe(const FilterChange& c) {
   size_t add = 0, del = 0;
   for (const auto& e : c.add_elements) add += e.intervals.size();
   for (const auto& e : c.delete_elements) del += e.intervals.size();
-  if (!c.replace_table && !c.add_sets.empty()) {
-    parts.push_back(absl::StrCat(c.add_sets.size(), " sets added"));
+  if (!c.replace_table && !c.AllAddSets().empty()) {
+    parts.push_back(absl::StrCat(c.AllAddSets().size(), " sets added"));
   }
   if (add + del > 0) {
     std::set<std::string> touched;

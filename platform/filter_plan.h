@@ -15,7 +15,10 @@ namespace nodeward::platform {
 // their rules differ, objects that are not desired removed. A missing table
 // or a wrong base chain (or a set whose type changed) gives a full replace.
 // Pure: no kernel access.
-FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired);
+// With `by_reference`, new sets are not copied into the change but pointed
+// to (add_set_refs): `desired` must then outlive the change.
+FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired,
+                        bool by_reference = false);
 
 // Applies `change` to `table` with the kernel's rules (a whole transaction
 // or nothing): EEXIST-like ALREADY_EXISTS for an overlapping element or a

@@ -104,6 +104,18 @@ struct FilterChange {
   bool create_table = false;
   bool replace_table = false;  // implies creating the base chain
   std::vector<FilterSet> add_sets;  // with their elements
+  // More new sets, pointing into the ruleset the change was planned from
+  // (PlanChange with by_reference: no copy of a million intervals); that
+  // ruleset must outlive the change.
+  std::vector<const FilterSet*> add_set_refs;
+  // Every new set, by value or by reference.
+  std::vector<const FilterSet*> AllAddSets() const {
+    std::vector<const FilterSet*> out;
+    out.reserve(add_sets.size() + add_set_refs.size());
+    for (const FilterSet& s : add_sets) out.push_back(&s);
+    out.insert(out.end(), add_set_refs.begin(), add_set_refs.end());
+    return out;
+  }
   std::vector<FilterChain> add_chains;
   struct Elements {
     std::string set;
@@ -120,7 +132,8 @@ struct FilterChange {
   std::vector<std::string> delete_sets;
 
   bool empty() const {
-    return !create_table && !replace_table && add_sets.empty() && add_chains.empty() &&
+    return !create_table && !replace_table && add_sets.empty() && add_set_refs.empty() &&
+           add_chains.empty() &&
            delete_elements.empty() && add_elements.empty() && !base_rules.has_value() &&
            rewrite_chains.empty() && delete_maps.empty() && delete_chains.empty() &&
            delete_sets.empty();

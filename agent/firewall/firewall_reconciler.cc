@@ -53,6 +53,7 @@ absl::StatusOr<FirewallSpec> FromProto(const nodeward::v1::ApplyFirewall& c) {
     }
     for (const auto& p : s.ports()) out.ports.push_back({p.first(), p.last() == 0 ? p.first() : p.last()});
     out.allowed_cidrs.assign(s.allowed_cidrs().begin(), s.allowed_cidrs().end());
+    out.allowed_packed = s.allowed_cidrs_packed();
     out.allow_all = s.allow_all();
     f.services.push_back(std::move(out));
   }
@@ -141,7 +142,8 @@ absl::Status FirewallReconciler::SyncLocked(FilterRuleset desired, std::string* 
       known_ = std::move(read).value();
       known_valid_ = true;
     }
-    platform::FilterChange change = platform::PlanChange(known_, desired);
+    // New sets are pointed to, not copied: `desired` outlives the commit.
+    platform::FilterChange change = platform::PlanChange(known_, desired, /*by_reference=*/true);
     if (change.empty()) {
       if (summary != nullptr) *summary = "no change";
       UpdateDigestLocked();

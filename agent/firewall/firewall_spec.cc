@@ -23,6 +23,22 @@ absl::Status Bad(absl::string_view where, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("firewall ", where, ": ", why));
 }
 
+// The open/private rules for one CIDR; `text` is how it was sent.
+absl::Status CheckOne(const Cidr& c, absl::string_view text, const std::string& where,
+                      bool private_only, std::vector<Cidr>* out,
+                      std::vector<std::string>* normalised) {
+  if (IsEverything(c)) {
+    return Bad(where, absl::StrCat("'", text, "' opens the service to every address; send "
+                                   "allow_all instead, so that opening it is signed as such"));
+  }
+  if (private_only && !IsPrivate(c)) {
+    return Bad(where, absl::StrCat("'", text, "' is not a private range and private_only is set"));
+  }
+  if (c.had_host_bits) normalised->push_back(absl::StrCat(text, " -> ", FormatCidr(c)));
+  out->push_back(c);
+  return absl::OkStatus();
+}
+
 // Parses a list of CIDRs for `where`, applying the open/private rules.
 absl::Status ParseList(const std::vector<absl::string_view>& texts, const std::string& where,
                        bool private_only, std::vector<Cidr>* out,
@@ -31,15 +47,53 @@ absl::Status ParseList(const std::vector<absl::string_view>& texts, const std::s
   for (absl::string_view t : texts) {
     absl::StatusOr<Cidr> c = ParseCidr(t);
     if (!c.ok()) return Bad(where, c.status().message());
-    if (IsEverything(*c)) {
-      return Bad(where, absl::StrCat("'", t, "' opens the service to every address; send "
-                                     "allow_all instead, so that opening it is signed as such"));
+    RETURN_IF_ERROR(CheckOne(*c, t, where, private_only, out, normalised));
+  }
+  return absl::OkStatus();
+}
+
+// Records in a packed list (a truncated tail counts as one, refused later).
+size_t CountPacked(absl::string_view b) {
+  size_t n = 0;
+  for (size_t i = 0; i < b.size(); ++n) i += 1 + (static_cast<uint8_t>(b[i]) >= 64 ? 16 : 4);
+  return n;
+}
+
+// The packed form: records of [IPv4: prefix (0-32) | IPv6: 64 + prefix
+// (64-192)][address, network order]. Same refusals as the text form: a
+// prefix out of range, an IPv4-mapped IPv6 address, a truncated record.
+absl::Status ParsePacked(absl::string_view b, const std::string& where, bool private_only,
+                         std::vector<Cidr>* out, std::vector<std::string>* normalised) {
+  size_t i = 0;
+  for (size_t record = 0; i < b.size(); ++record) {
+    const uint8_t head = static_cast<uint8_t>(b[i]);
+    const bool v6 = head >= 64;
+    const int prefix = v6 ? head - 64 : head;
+    const size_t n = v6 ? 16 : 4;
+    if (i + 1 + n > b.size()) {
+      return Bad(where, absl::StrCat("packed CIDR record ", record, " is truncated"));
     }
-    if (private_only && !IsPrivate(*c)) {
-      return Bad(where, absl::StrCat("'", t, "' is not a private range and private_only is set"));
+    if (prefix > (v6 ? 128 : 32)) {
+      return Bad(where, absl::StrCat("packed CIDR record ", record, ": prefix /", prefix,
+                                     " is out of range"));
     }
-    if (c->had_host_bits) normalised->push_back(absl::StrCat(t, " -> ", FormatCidr(*c)));
-    out->push_back(*c);
+    Address a = 0;
+    for (size_t k = 0; k < n; ++k) a = (a << 8) | static_cast<uint8_t>(b[i + 1 + k]);
+    i += 1 + n;
+    Cidr raw;
+    raw.family = v6 ? Family::kIpv6 : Family::kIpv4;
+    raw.network = a;
+    raw.prefix = prefix;
+    if (v6 && (a >> 32) == 0xffff) {
+      return Bad(where, absl::StrCat("packed CIDR record ", record, " (", FormatCidr(raw),
+                                     ") is IPv4-mapped: send it as IPv4"));
+    }
+    const int width = v6 ? 128 : 32;
+    const Address host = prefix == width ? Address(0) : ((Address(1) << (width - prefix)) - 1);
+    Cidr c = raw;
+    c.network = a & ~host;
+    c.had_host_bits = c.network != a;
+    RETURN_IF_ERROR(CheckOne(c, FormatCidr(raw), where, private_only, out, normalised));
   }
   return absl::OkStatus();
 }
@@ -94,14 +148,23 @@ absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
     }
     out.ports = std::move(merged);
     if (s.allow_all) {
-      if (!s.allowed_cidrs.empty()) {
+      if (!s.allowed_cidrs.empty() || !s.allowed_packed.empty()) {
         return Bad(where, "allow_all and allowed_cidrs together: say one or the other");
       }
       if (spec.private_only) return Bad(where, "allow_all is refused when private_only is set");
       out.allow_all = true;
     } else {
+      // The cap before any parsing: memory stays bounded by it.
+      const size_t sent = s.allowed_cidrs.size() + CountPacked(s.allowed_packed);
+      if (elements + sent > limits.max_elements) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "firewall: ", elements + sent, " CIDRs exceed the cap of ", limits.max_elements));
+      }
       std::vector<Cidr> cidrs;
+      cidrs.reserve(sent);
       RETURN_IF_ERROR(ParseList(s.allowed_cidrs, where, spec.private_only, &cidrs, &v.normalised));
+      RETURN_IF_ERROR(
+          ParsePacked(s.allowed_packed, where, spec.private_only, &cidrs, &v.normalised));
       elements += cidrs.size();
       out.allowed_v4 = Normalise(cidrs, Family::kIpv4);
       out.allowed_v6 = Normalise(cidrs, Family::kIpv6);

@@ -26,6 +26,8 @@ struct ServiceSpec {
   // As sent, viewing the command's own strings (the command outlives the
   // spec): validated and normalised below. No copy of a million CIDRs.
   std::vector<absl::string_view> allowed_cidrs;
+  // FirewallService.allowed_cidrs_packed, also a view into the command.
+  absl::string_view allowed_packed;
   // Explicitly open to every source. A bare 0.0.0.0/0 or ::/0 in
   // allowed_cidrs without this flag is refused: "open" must be signed as such.
   bool allow_all = false;

@@ -23,21 +23,15 @@ const std::vector<uint8_t> kIcmpV6Types = {1, 2, 3, 4, 128, 133, 134, 135, 136};
 
 using Iter = std::vector<Interval>::const_iterator;
 
-void Split(Iter begin, Iter end, Address lo, int prefix, int width, size_t max,
-           std::vector<Shard>* out) {
+void Split(Iter first, Iter begin, Iter end, Address lo, int prefix, int width, size_t max,
+           std::vector<ShardRange>* out) {
   // [begin, end) are the intervals that overlap the block.
   if (begin == end) return;
   const Address hi = prefix == 0 ? (width == 128 ? ~Address(0) : (Address(1) << width) - 1)
                                  : lo + ((Address(1) << (width - prefix)) - 1);
   if (static_cast<size_t>(end - begin) <= max || prefix == width) {
-    Shard s;
-    s.block = {lo, hi};
-    s.prefix = prefix;
-    s.members.reserve(static_cast<size_t>(end - begin));
-    for (Iter it = begin; it != end; ++it) {
-      s.members.push_back({std::max(it->first, lo), std::min(it->last, hi)});
-    }
-    out->push_back(std::move(s));
+    out->push_back(ShardRange{{lo, hi}, prefix, static_cast<size_t>(begin - first),
+                              static_cast<size_t>(end - first)});
     return;
   }
   const Address mid = lo + (Address(1) << (width - prefix - 1));  // first of the upper half
@@ -47,8 +41,18 @@ void Split(Iter begin, Iter end, Address lo, int prefix, int width, size_t max,
                                     [](const Interval& i, Address a) { return i.first < a; });
   Iter upper_begin = std::lower_bound(begin, end, mid,
                                       [](const Interval& i, Address a) { return i.last < a; });
-  Split(begin, lower_end, lo, prefix + 1, width, max, out);
-  Split(upper_begin, end, mid, prefix + 1, width, max, out);
+  Split(first, begin, lower_end, lo, prefix + 1, width, max, out);
+  Split(first, upper_begin, end, mid, prefix + 1, width, max, out);
+}
+
+// The shard's intervals, clipped to its block, straight into the set.
+std::vector<FilterInterval> Members(const std::vector<Interval>& in, const ShardRange& r) {
+  std::vector<FilterInterval> out;
+  out.reserve(r.end - r.begin);
+  for (size_t i = r.begin; i < r.end; ++i) {
+    out.push_back({std::max(in[i].first, r.block.first), std::min(in[i].last, r.block.last)});
+  }
+  return out;
 }
 
 std::vector<FilterInterval> ToFilter(const std::vector<Interval>& in) {
@@ -94,11 +98,12 @@ void AddSourceRules(FilterRuleset* r, const std::string& base, const std::vector
       rule.source_set = name;
     } else {
       FilterSet map{name + "_map", ipv6, {}, {}};
-      for (Shard& s : ShardIntervals(iv, ipv6 ? Family::kIpv6 : Family::kIpv4, max_per_shard)) {
+      for (const ShardRange& s :
+           ShardRanges(iv, ipv6 ? Family::kIpv6 : Family::kIpv4, max_per_shard)) {
         const std::string shard = absl::StrCat(name, "_", BlockName(s.block.first, s.prefix, ipv6));
         map.intervals.push_back({s.block.first, s.block.last});
         map.targets.push_back(shard);
-        r->sets.push_back(FilterSet{shard, ipv6, ToFilter(s.members), {}});
+        r->sets.push_back(FilterSet{shard, ipv6, Members(iv, s), {}});
         FilterRule accept;
         accept.kind = FilterRule::Kind::kSource;
         accept.ipv6 = ipv6;
@@ -122,11 +127,25 @@ void AddSourceRules(FilterRuleset* r, const std::string& base, const std::vector
 
 }  // namespace
 
+std::vector<ShardRange> ShardRanges(const std::vector<Interval>& intervals, Family family,
+                                    size_t max_per_shard) {
+  std::vector<ShardRange> out;
+  const int width = family == Family::kIpv6 ? 128 : 32;
+  Split(intervals.begin(), intervals.begin(), intervals.end(), 0, 0, width,
+        std::max<size_t>(max_per_shard, 1), &out);
+  return out;
+}
+
 std::vector<Shard> ShardIntervals(const std::vector<Interval>& intervals, Family family,
                                   size_t max_per_shard) {
   std::vector<Shard> out;
-  const int width = family == Family::kIpv6 ? 128 : 32;
-  Split(intervals.begin(), intervals.end(), 0, 0, width, std::max<size_t>(max_per_shard, 1), &out);
+  for (const ShardRange& r : ShardRanges(intervals, family, max_per_shard)) {
+    Shard s;
+    s.block = r.block;
+    s.prefix = r.prefix;
+    for (const FilterInterval& m : Members(intervals, r)) s.members.push_back({m.first, m.last});
+    out.push_back(std::move(s));
+  }
   return out;
 }
 

@@ -30,6 +30,17 @@ struct Shard {
   std::vector<Interval> members;
 };
 
+// A shard as a range of the input list: intervals [begin, end) overlap
+// `block` (the first and last may stick out of it and are clipped).
+struct ShardRange {
+  Interval block;
+  int prefix = 0;
+  size_t begin = 0;
+  size_t end = 0;
+};
+std::vector<ShardRange> ShardRanges(const std::vector<Interval>& intervals, Family family,
+                                    size_t max_per_shard = kMaxShardIntervals);
+
 // Splits sorted, disjoint `intervals` by halving the address space until
 // every block holds at most `max_per_shard` intervals; empty blocks are
 // dropped. Deterministic in the list alone (a restart with the same list

@@ -715,7 +715,8 @@ void AddElements(Batch& b, uint16_t type, const std::string& table, const std::s
 
 absl::Status CheckChange(const FilterChange& c) {
   std::set<std::string> sets;
-  for (const FilterSet& s : c.add_sets) {
+  for (const FilterSet* sp : c.AllAddSets()) {
+    const FilterSet& s = *sp;
     if (!ValidName(s.name)) {
       return absl::InvalidArgumentError(absl::StrCat("packet filter: bad set name '", s.name, "'"));
     }
@@ -888,7 +889,8 @@ absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uin
   // About 2 x 40 bytes per interval on the wire; one allocation instead of
   // doubling (a million intervals make a 40 MB batch).
   size_t intervals = 0;
-  for (const FilterSet& s : change.add_sets) intervals += s.intervals.size();
+  const std::vector<const FilterSet*> new_sets = change.AllAddSets();
+  for (const FilterSet* s : new_sets) intervals += s->intervals.size();
   for (const auto& e : change.add_elements) intervals += e.intervals.size();
   for (const auto& e : change.delete_elements) intervals += e.intervals.size();
   b.Reserve(64 * 1024 + intervals * 48);
@@ -918,7 +920,8 @@ absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uin
 
   std::map<std::string, uint32_t> set_ids;
   uint32_t next_id = 1;
-  for (const FilterSet& s : change.add_sets) {
+  for (const FilterSet* sp : new_sets) {
+    const FilterSet& s = *sp;
     const uint32_t id = next_id++;
     set_ids[s.name] = id;
     std::unique_ptr<nftnl_set, SetFree> set(nftnl_set_alloc());
@@ -961,16 +964,17 @@ absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uin
   for (const FilterChain& ch : change.add_chains) {
     chain_msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, ch.name);
   }
-  for (const FilterSet& s : change.add_sets) {
-    if (!s.is_map()) {
-      AddElements(b, NFT_MSG_NEWSETELEM, table, s.name, set_ids[s.name], s.ipv6, s.intervals, {});
+  for (const FilterSet* s : new_sets) {
+    if (!s->is_map()) {
+      AddElements(b, NFT_MSG_NEWSETELEM, table, s->name, set_ids[s->name], s->ipv6, s->intervals,
+                  {});
     }
   }
   for (const FilterChain& ch : change.add_chains) add_rules(ch.name, ch.rules);
-  for (const FilterSet& s : change.add_sets) {
-    if (s.is_map()) {
-      AddElements(b, NFT_MSG_NEWSETELEM, table, s.name, set_ids[s.name], s.ipv6, s.intervals,
-                  s.targets);
+  for (const FilterSet* s : new_sets) {
+    if (s->is_map()) {
+      AddElements(b, NFT_MSG_NEWSETELEM, table, s->name, set_ids[s->name], s->ipv6, s->intervals,
+                  s->targets);
     }
   }
   for (const auto& e : change.delete_elements) {

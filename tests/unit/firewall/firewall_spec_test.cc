@@ -112,5 +112,56 @@ TEST(ValidateFirewallTest, ElementCap) {
   EXPECT_THAT(ValidateFirewall(f, 0, limits), IsOk());
 }
 
+std::string Packed4(uint32_t addr, int prefix) {
+  std::string r(1, static_cast<char>(prefix));
+  for (int i = 3; i >= 0; --i) r.push_back(static_cast<char>((addr >> (8 * i)) & 0xff));
+  return r;
+}
+std::string Packed6(uint64_t hi, uint64_t lo, int prefix) {
+  std::string r(1, static_cast<char>(64 + prefix));
+  for (int i = 7; i >= 0; --i) r.push_back(static_cast<char>((hi >> (8 * i)) & 0xff));
+  for (int i = 7; i >= 0; --i) r.push_back(static_cast<char>((lo >> (8 * i)) & 0xff));
+  return r;
+}
+
+// The packed form gives exactly what the text form gives, with the same
+// refusals.
+TEST(ValidateFirewallTest, PackedCidrsMatchTheTextForm) {
+  FirewallSpec text = Base();
+  text.services[0].allowed_cidrs = {"192.168.1.15/32", "10.1.2.3/8", "2001:db8::/48",
+                                    "2001:db8:1::1/128"};
+  const std::string packed = Packed4(0xc0a8010f, 32) + Packed4(0x0a010203, 8) +
+                             Packed6(0x20010db800000000ull, 0, 48) +
+                             Packed6(0x20010db800010000ull, 1, 128);
+  FirewallSpec bin = Base();
+  bin.services[0].allowed_cidrs.clear();
+  bin.services[0].allowed_packed = packed;
+  auto a = ValidateFirewall(text, 0);
+  auto b = ValidateFirewall(bin, 0);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(a->services[0].allowed_v4, b->services[0].allowed_v4);
+  EXPECT_EQ(a->services[0].allowed_v6, b->services[0].allowed_v6);
+  EXPECT_EQ(a->normalised, b->normalised);  // "10.1.2.3/8 -> 10.0.0.0/8" both ways
+
+  for (const std::string& bad :
+       {Packed4(0, 0), Packed4(0x01020304, 33), Packed6(0, 0x0000ffff0a000001ull, 128),
+        Packed4(0x01020304, 32).substr(0, 3), Packed4(0x01020304, 40),
+        Packed6(0x20010db800000000ull, 1, 129)}) {
+    FirewallSpec f = Base();
+    f.services[0].allowed_cidrs.clear();
+    f.services[0].allowed_packed = bad;
+    EXPECT_THAT(ValidateFirewall(f, 0), StatusIs(StatusCode::kInvalidArgument));
+  }
+  // The cap is checked before anything is parsed.
+  FirewallSpec big = Base();
+  std::string many;
+  for (uint32_t i = 0; i < 100; ++i) many += Packed4(0x0b000000 + i * 2, 32);
+  big.services[0].allowed_packed = many;
+  ValidationLimits limits;
+  limits.max_elements = 50;
+  EXPECT_THAT(ValidateFirewall(big, 0, limits), StatusIs(StatusCode::kResourceExhausted));
+}
+
 }  // namespace
 }  // namespace nodeward::firewall

@@ -123,7 +123,7 @@ TEST(FilterPlanTest, RandomWalkAlwaysLandsExactly) {
       at += len + 2 + rng() % 20;  // disjoint, non-adjacent
     }
     const FilterRuleset want = Desired(v, 1 + rng() % 8);
-    FilterChange c = PlanChange(t, want);
+    FilterChange c = PlanChange(t, want, /*by_reference=*/step % 2 == 0);
     ASSERT_THAT(ApplyChange(c, &t), IsOk()) << "step " << step << ": " << Describe(c);
     ASSERT_EQ(Canon(t.ruleset), Canon(want)) << "step " << step;
     ASSERT_TRUE(PlanChange(t, want).empty()) << "step " << step;
