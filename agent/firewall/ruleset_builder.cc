@@ -152,27 +152,21 @@ std::vector<Shard> ShardIntervals(const std::vector<Interval>& intervals, Family
 FilterRuleset BuildRuleset(const ManagementAccess& m, const ValidatedFirewall* state,
                            size_t max_per_shard) {
   FilterRuleset r;
-  FilterRule lo;
-  lo.kind = FilterRule::Kind::kLoopback;
-  lo.comment = "nodeward: loopback";
-  r.rules.push_back(lo);
-  FilterRule est;
-  est.kind = FilterRule::Kind::kEstablished;
-  est.comment = "nodeward: replies and established connections";
-  r.rules.push_back(est);
+  auto fixed = [&r](FilterRule::Kind kind, uint8_t icmp_type, const char* comment) {
+    FilterRule rule;
+    rule.kind = kind;
+    rule.icmp_type = icmp_type;
+    rule.comment = comment;
+    r.rules.push_back(std::move(rule));
+  };
+  fixed(FilterRule::Kind::kLoopback, 0, "nodeward: loopback");
+  fixed(FilterRule::Kind::kEstablished, 0, "nodeward: replies and established connections");
   for (uint8_t t : kIcmpTypes) {
-    FilterRule icmp;
-    icmp.kind = FilterRule::Kind::kIcmp;
-    icmp.icmp_type = t;
-    icmp.comment = "nodeward: ICMP IPv4 needs (unreachable/PMTU, echo, time exceeded)";
-    r.rules.push_back(icmp);
+    fixed(FilterRule::Kind::kIcmp, t,
+          "nodeward: ICMP IPv4 needs (unreachable/PMTU, echo, time exceeded)");
   }
   for (uint8_t t : kIcmpV6Types) {
-    FilterRule icmp6;
-    icmp6.kind = FilterRule::Kind::kIcmpV6;
-    icmp6.icmp_type = t;
-    icmp6.comment = "nodeward: ICMPv6 errors, echo, neighbour discovery";
-    r.rules.push_back(icmp6);
+    fixed(FilterRule::Kind::kIcmpV6, t, "nodeward: ICMPv6 errors, echo, neighbour discovery");
   }
 
   std::vector<platform::FilterPortRange> mgmt_ports;
