@@ -29,6 +29,12 @@ class ByteSink {
  public:
   virtual ~ByteSink() = default;
   virtual absl::Status Write(absl::string_view data) = 0;
+  // Optional zero-copy path: writes (*buffer)[offset, offset + size) and may
+  // keep the buffer, leaving in its place another of the same size whose
+  // contents are unspecified. The default writes a view and keeps nothing.
+  virtual absl::Status WriteBuffer(std::string* buffer, size_t offset, size_t size) {
+    return Write(absl::string_view(buffer->data() + offset, size));
+  }
 };
 
 enum class Format { kV1, kV2 };

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "agent/backup/backup_format.h"
 #include "agent/backup/backup_keys.h"
@@ -62,6 +63,28 @@ class StringSink final : public ByteSink {
     return absl::OkStatus();
   }
   std::string data;
+};
+
+// Takes every offered buffer over, as the CLI's writer thread does, and hands
+// back one of the same size full of junk: the format must never rely on a
+// buffer's contents surviving WriteBuffer.
+class SwappingSink final : public ByteSink {
+ public:
+  absl::Status Write(absl::string_view d) override {
+    data.append(d.data(), d.size());
+    return absl::OkStatus();
+  }
+  absl::Status WriteBuffer(std::string* buffer, size_t offset, size_t size) override {
+    data.append(*buffer, offset, size);
+    std::string junk(buffer->size(), static_cast<char>(0xa5 ^ swaps));
+    std::swap(*buffer, junk);
+    kept.push_back(std::move(junk));  // keep it alive: a stale pointer would read freed memory
+    ++swaps;
+    return absl::OkStatus();
+  }
+  std::string data;
+  std::vector<std::string> kept;
+  int swaps = 0;
 };
 
 // Two RSA-3072 keys, generated once per process (generation is slow).

@@ -94,4 +94,13 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/ec.key" 
 openssl pkey -in "$t/ec.key" -pubout -out "$t/ec.pub"
 expect_exit 4 "$ctl" backup encrypt --public-key "$t/ec.pub" --in "$t/plain" --out "$t/x2"
 [ ! -e "$t/x2" ] || fail "output left after a refused key"
+
+echo "== a failing output (ENOSPC on the writer thread) is an error, never a success"
+if [ -w /dev/full ]; then
+  rc=0; "$ctl" backup encrypt --public-key "$t/k.pub" --in "$t/plain" > /dev/full 2>"$t/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "encrypt to /dev/full exited 0"
+  grep -q "write backup output" "$t/err" || fail "encrypt to /dev/full: $(cat "$t/err")"
+  rc=0; "$ctl" backup decrypt --private-key "$t/k.key" --in "$t/c2" > /dev/full 2>"$t/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "decrypt to /dev/full exited 0"
+fi
 echo "1 passed, 0 failed"

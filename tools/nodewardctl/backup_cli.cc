@@ -5,13 +5,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <cerrno>
 #include <cstdio>
+#include <deque>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/backup/backup_format.h"
 #include "agent/common/status_macros.h"
 
@@ -38,7 +43,9 @@ class FdSource final : public ByteSource {
 
 // A regular input file, memory-mapped so the cipher reads it in place.
 // Pages already consumed are dropped as it goes, so resident memory stays
-// bounded whatever the file size.
+// bounded whatever the file size. A helper thread maps the pages ahead of the
+// reader (MADV_POPULATE_READ, Linux 5.14+; without it the reader just faults
+// them in itself), so the cipher's thread does not stop for page faults.
 class MappedSource final : public ByteSource {
  public:
   static std::unique_ptr<MappedSource> Open(int fd) {
@@ -50,7 +57,14 @@ class MappedSource final : public ByteSource {
     return std::unique_ptr<MappedSource>(
         new MappedSource(static_cast<const char*>(p), static_cast<size_t>(st.st_size)));
   }
-  ~MappedSource() override { munmap(const_cast<char*>(base_), size_); }
+  ~MappedSource() override {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    if (ahead_.joinable()) ahead_.join();
+    munmap(const_cast<char*>(base_), size_);
+  }
   absl::StatusOr<size_t> Read(char* buf, size_t n) override {
     absl::string_view v = Take(n);
     std::memcpy(buf, v.data(), v.size());
@@ -60,9 +74,39 @@ class MappedSource final : public ByteSource {
   absl::StatusOr<absl::string_view> ReadView(size_t n) override { return Take(n); }
 
  private:
-  MappedSource(const char* base, size_t size) : base_(base), size_(size) {}
+  static constexpr size_t kWindow = 2 << 20;  // populated per step
+  static constexpr size_t kAhead = 8 << 20;   // at most this far ahead of the reader
+  static constexpr size_t kDrop = 8 << 20;    // dropped behind the reader in steps of this
+
+  MappedSource(const char* base, size_t size) : base_(base), size_(size) {
+    if (size_ > kWindow) ahead_ = std::thread([this] { Populate(); });
+  }
+
+  bool PopulateDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stop_ || populated_ < reader_pos_ + kAhead;
+  }
+
+  void Populate() {
+#ifdef MADV_POPULATE_READ
+    while (true) {
+      size_t from;
+      {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(this, &MappedSource::PopulateDue));
+        if (stop_ || populated_ >= size_) return;
+        // Never populate what the reader has already dropped.
+        populated_ = std::max(populated_, reader_dropped_);
+        from = populated_;
+      }
+      size_t len = std::min(kWindow, size_ - from);
+      if (madvise(const_cast<char*>(base_) + from, len, MADV_POPULATE_READ) != 0) return;
+      absl::MutexLock l(&mu_);
+      populated_ = from + len;
+    }
+#endif
+  }
+
   absl::string_view Take(size_t n) {
-    constexpr size_t kDrop = 64 << 20;
     if (pos_ - dropped_ >= kDrop + (1 << 20)) {
       size_t upto = (pos_ - (1 << 20)) & ~size_t{4095};
       madvise(const_cast<char*>(base_) + dropped_, upto - dropped_, MADV_DONTNEED);
@@ -71,12 +115,23 @@ class MappedSource final : public ByteSource {
     size_t k = std::min(n, size_ - pos_);
     absl::string_view v(base_ + pos_, k);
     pos_ += k;
+    if (ahead_.joinable()) {
+      absl::MutexLock l(&mu_);
+      reader_pos_ = pos_;
+      reader_dropped_ = dropped_;
+    }
     return v;
   }
   const char* base_;
   size_t size_;
   size_t pos_ = 0;
   size_t dropped_ = 0;
+  absl::Mutex mu_;
+  size_t reader_pos_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t reader_dropped_ ABSL_GUARDED_BY(mu_) = 0;  // nothing below this is populated again
+  size_t populated_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread ahead_;
 };
 
 // Bytes already read (to tell the format) followed by the rest.
@@ -128,6 +183,139 @@ class FdSink final : public ByteSink {
 
  private:
   int fd_;
+};
+
+// Output handed to a writer thread: the cipher stays on one thread, and the
+// kernel's share of a write (page-cache allocation and copy, ~0.4 s per GiB
+// on tmpfs here) runs beside it instead of after it, as the second process of
+// an `openssl enc | openssl dgst` pipeline does. Chunk buffers are taken over
+// whole (WriteBuffer), small writes are gathered; memory is bounded: at most
+// kInFlight buffers are ever queued. The first write error is kept and
+// returned by the next write or by Finish. Buffers are wiped when done with
+// (decrypt hands plaintext through here).
+class ThreadedFdSink final : public ByteSink {
+ public:
+  explicit ThreadedFdSink(int fd) : direct_(fd), writer_([this] { Run(); }) {}
+  ~ThreadedFdSink() override {
+    Finish().IgnoreError();
+    Wipe(&current_);
+    for (std::string& b : pool_) Wipe(&b);
+  }
+
+  absl::Status Write(absl::string_view d) override {
+    while (!d.empty()) {
+      if (current_.capacity() < kGather) {
+        RETURN_IF_ERROR(WaitForRoom());
+        current_ = TakeFromPool();
+        current_.clear();
+        current_.reserve(kGather);
+      }
+      size_t k = std::min(d.size(), kGather - current_.size());
+      current_.append(d.data(), k);
+      d.remove_prefix(k);
+      if (current_.size() == kGather) Hand(std::move(current_), 0, kGather);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status WriteBuffer(std::string* buffer, size_t offset, size_t size) override {
+    if (!current_.empty()) {
+      const size_t n = current_.size();
+      Hand(std::move(current_), 0, n);
+    }
+    current_ = std::string();
+    RETURN_IF_ERROR(WaitForRoom());
+    std::string replacement = TakeFromPool();
+    replacement.resize(buffer->size());
+    std::swap(*buffer, replacement);
+    Hand(std::move(replacement), offset, size);
+    return absl::OkStatus();
+  }
+
+  // Writes what is left and waits for the writer; returns the first error.
+  absl::Status Finish() {
+    if (!writer_.joinable()) return final_;
+    if (!current_.empty()) {
+      const size_t n = current_.size();
+      Hand(std::move(current_), 0, n);
+    }
+    current_ = std::string();
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+    }
+    writer_.join();
+    absl::MutexLock l(&mu_);
+    final_ = error_;
+    return final_;
+  }
+
+ private:
+  static constexpr size_t kGather = 4 << 20;
+  static constexpr size_t kInFlight = 8;
+  struct Piece {
+    std::string buf;
+    size_t offset, size;
+  };
+
+  static void Wipe(std::string* b) { OPENSSL_cleanse(b->data(), b->size()); }
+  bool HasRoom() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !error_.ok() || queue_.size() < kInFlight;
+  }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ || !queue_.empty(); }
+
+  absl::Status WaitForRoom() {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &ThreadedFdSink::HasRoom));
+    return error_;
+  }
+  std::string TakeFromPool() {
+    absl::MutexLock l(&mu_);
+    if (pool_.empty()) return std::string();
+    std::string b = std::move(pool_.back());
+    pool_.pop_back();
+    return b;
+  }
+  void Hand(std::string buf, size_t offset, size_t size) {
+    absl::MutexLock l(&mu_);
+    queue_.push_back(Piece{std::move(buf), offset, size});
+  }
+
+  void Run() {
+    while (true) {
+      Piece p;
+      {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(this, &ThreadedFdSink::HasWork));
+        if (queue_.empty()) return;
+        p = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      absl::Status s = error_ok() ? direct_.Write(absl::string_view(p.buf).substr(p.offset, p.size))
+                                  : absl::OkStatus();
+      absl::MutexLock l(&mu_);
+      if (!s.ok() && error_.ok()) error_ = s;
+      if (pool_.size() < kInFlight + 1) {
+        pool_.push_back(std::move(p.buf));
+      } else {
+        Wipe(&p.buf);
+      }
+    }
+  }
+  bool error_ok() {
+    absl::MutexLock l(&mu_);
+    return error_.ok();
+  }
+
+  FdSink direct_;
+  std::string current_;  // small writes gathered here (the caller's thread only)
+  absl::Mutex mu_;
+  std::deque<Piece> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> pool_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  absl::Status final_;
+  std::thread writer_;
 };
 
 // --out FILE: written to a temp file beside it and renamed only on success,
@@ -249,8 +437,10 @@ int Encrypt(const std::multimap<std::string, std::string>& o) {
     if (absl::Status s = file.Open(out); !s.ok()) return Fail("encrypt", s);
     out_fd = file.fd();
   }
-  FdSink sink(out_fd);
+  ThreadedFdSink sink(out_fd);
   absl::Status s = backup::Encrypt(format, *key, &in, &sink, chunk);
+  absl::Status written = sink.Finish();
+  if (s.ok()) s = written;
   if (s.ok() && out_fd != 1) s = file.Commit();
   if (*in_fd != 0) close(*in_fd);
   return s.ok() ? 0 : Fail("encrypt", s);
@@ -298,9 +488,11 @@ int Decrypt(const std::multimap<std::string, std::string>& o) {
     if (spool == nullptr) return Fail("decrypt", absl::ErrnoToStatus(errno, "create spool file"));
     out_fd = fileno(spool);
   }
-  FdSink sink(out_fd);
+  ThreadedFdSink sink(out_fd);
   backup::DecryptInfo info;
   absl::Status s = backup::Decrypt(ptrs, &in, &sink, &info, Get(o, "accept-empty") == "1");
+  absl::Status written = sink.Finish();
+  if (s.ok()) s = written;
   if (*in_fd != 0) close(*in_fd);
   if (s.ok() && spool != nullptr) {
     // Verified: now release the plaintext.

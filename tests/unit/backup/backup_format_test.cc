@@ -24,6 +24,7 @@ using testing::StatusIs;
 using testing::K;
 using testing::StringSink;
 using testing::StringSource;
+using testing::SwappingSink;
 using testing::ViewSource;
 
 std::string RandomBytes(size_t n, uint32_t seed) {
@@ -100,6 +101,36 @@ TEST(BackupFormatTest, ZeroCopySourcesGiveTheSameBytesAndChecks) {
     ViewSource bad(flipped);
     StringSink out3;
     EXPECT_THAT(Decrypt({&K().a}, &bad, &out3), StatusIs(absl::StatusCode::kDataLoss));
+  }
+}
+
+TEST(BackupFormatTest, SinksThatTakeBuffersOverSeeTheSameBytes) {
+  const std::string plain = RandomBytes(3 * 4096 + 17, 6);
+  FileSecrets sec{std::string(32, '\x04'), std::string(16, '\x05'), std::string(64, '\x06')};
+  for (bool view : {false, true}) {
+    StringSource a(plain);
+    ViewSource b(plain);
+    ByteSource* src = view ? static_cast<ByteSource*>(&b) : &a;
+    StringSink plain_sink;
+    SwappingSink swapping;
+    StringSource a2(plain);
+    ASSERT_THAT(EncryptWithSecretsForTest(Format::kV2, sec, std::string(384, 'w'),
+                                          std::string(32, 'k'), &a2, &plain_sink, 4096),
+                IsOk());
+    ASSERT_THAT(EncryptWithSecretsForTest(Format::kV2, sec, std::string(384, 'w'),
+                                          std::string(32, 'k'), src, &swapping, 4096),
+                IsOk());
+    EXPECT_EQ(swapping.data, plain_sink.data);
+    EXPECT_GE(swapping.swaps, 4);
+  }
+  const std::string cipher = Enc(Format::kV2, plain, 4096);
+  for (bool view : {false, true}) {
+    StringSource a(cipher);
+    ViewSource b(cipher);
+    SwappingSink out;
+    ASSERT_THAT(Decrypt({&K().a}, view ? static_cast<ByteSource*>(&b) : &a, &out), IsOk());
+    EXPECT_EQ(out.data, plain);
+    EXPECT_GE(out.swaps, 4);
   }
 }
 
