@@ -9,6 +9,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -69,6 +70,12 @@ bool SameIntervals(const std::vector<FilterInterval>& a, const std::vector<Filte
 
 }  // namespace
 
+uint64_t SetDigest(const FilterSet& s) {
+  const absl::string_view bytes(reinterpret_cast<const char*>(s.intervals.data()),
+                                s.intervals.size() * sizeof(FilterInterval));
+  return static_cast<uint64_t>(absl::HashOf(s.ipv6, bytes, s.targets)) | 1;
+}
+
 FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired,
                         bool by_reference) {
   if (!current.exists || !current.structure_ok) return FullReplace(desired, by_reference);
@@ -92,7 +99,11 @@ FilterChange PlanChange(const KernelTable& current, const FilterRuleset& desired
       // type in place, so replace the table.
       if (!(k.intervals.empty() && s.intervals.empty())) return FullReplace(desired, by_reference);
     }
-    if (SameIntervals(k.intervals, s.intervals) && k.targets == s.targets) continue;  // common
+    if (k.digest != 0 && k.digest == s.digest && k.ipv6 == s.ipv6 &&
+        k.intervals.size() == s.intervals.size() && k.targets.size() == s.targets.size()) {
+      continue;  // the common case: an unchanged shard, known by its digest
+    }
+    if (SameIntervals(k.intervals, s.intervals) && k.targets == s.targets) continue;
     const std::vector<Entry> have = Entries(k), want = Entries(s);
     std::vector<Entry> del, add;
     std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(del));
@@ -197,6 +208,7 @@ absl::Status ApplyChange(const FilterChange& change, KernelTable* table) {
         return absl::NotFoundError(absl::StrCat("element not in set ", e.set));
       }
       const size_t idx = static_cast<size_t>(it - s->intervals.begin());
+      s->digest = 0;
       s->intervals.erase(it);
       if (!s->targets.empty()) s->targets.erase(s->targets.begin() + static_cast<long>(idx));
     }
@@ -217,6 +229,7 @@ absl::Status ApplyChange(const FilterChange& change, KernelTable* table) {
       s->intervals.push_back(e.intervals[i]);
     }
     // Keep the model sorted as the kernel would list it.
+    s->digest = 0;
     std::vector<Entry> sorted = Entries(*s);
     s->intervals.clear();
     s->targets.clear();

@@ -10,6 +10,10 @@
 
 namespace nodeward::platform {
 
+// FilterSet::digest for `s` as it is now (never 0). Per process: digests are
+// compared within one agent run, never stored.
+uint64_t SetDigest(const FilterSet& s);
+
 // The smallest transaction that turns `current` into `desired`: element
 // adds/deletes for sets and maps that stay, chains rewritten only where
 // their rules differ, objects that are not desired removed. A missing table

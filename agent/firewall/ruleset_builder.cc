@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "platform/filter_plan.h"
 
 namespace nodeward::firewall {
 namespace {
@@ -149,8 +150,10 @@ std::vector<Shard> ShardIntervals(const std::vector<Interval>& intervals, Family
   return out;
 }
 
-FilterRuleset BuildRuleset(const ManagementAccess& m, const ValidatedFirewall* state,
-                           size_t max_per_shard) {
+namespace {
+
+FilterRuleset Content(const ManagementAccess& m, const ValidatedFirewall* state,
+                      size_t max_per_shard) {
   FilterRuleset r;
   auto fixed = [&r](FilterRule::Kind kind, uint8_t icmp_type, const char* comment) {
     FilterRule rule;
@@ -203,6 +206,17 @@ FilterRuleset BuildRuleset(const ManagementAccess& m, const ValidatedFirewall* s
     AddSourceRules(&r, absl::StrCat("svc_", absl::StrReplaceAll(s.name, {{"-", "_"}})),
                    s.allowed_v4, s.allowed_v6, proto, ports, comment, max_per_shard);
   }
+  return r;
+}
+
+}  // namespace
+
+// Every set leaves with its digest (platform::SetDigest), so planning against
+// the last committed ruleset skips unchanged shards without comparing them.
+FilterRuleset BuildRuleset(const ManagementAccess& m, const ValidatedFirewall* state,
+                           size_t max_per_shard) {
+  FilterRuleset r = Content(m, state, max_per_shard);
+  for (FilterSet& s : r.sets) s.digest = platform::SetDigest(s);
   return r;
 }
 

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "platform/filter_plan.h"
 
 namespace nodeward::platform {
 namespace {
@@ -78,6 +80,7 @@ class Batch {
     ++messages_;
   }
   void Reserve(size_t bytes) { data_.reserve(bytes); }
+  size_t size() const { return data_.size() + 64; }  // with the end message
   const std::string& Finish() {
     nftnl_batch_end(scratch_.data(), seq_++);
     data_.append(scratch_.data(), reinterpret_cast<nlmsghdr*>(scratch_.data())->nlmsg_len);
@@ -117,20 +120,29 @@ absl::StatusOr<Socket> OpenSocket(size_t send_bytes, unsigned groups = 0) {
   return nl;
 }
 
+void RaiseSendBuffer(mnl_socket* nl, size_t send_bytes, size_t* current) {
+  const size_t want = std::max<size_t>(send_bytes + 65536, 212992);
+  if (want <= *current) return;
+  int fd = mnl_socket_get_fd(nl);
+  int snd = static_cast<int>(want);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd));
+  }
+  *current = want;
+}
+
 // Sends the batch and reads one ack (or error) per message. The kernel
 // applies all of the batch or none of it.
-absl::Status Send(Batch& batch, absl::string_view what) {
+absl::Status Send(mnl_socket* nl, Batch& batch, absl::string_view what) {
   const std::string& data = batch.Finish();
-  absl::StatusOr<Socket> nl = OpenSocket(data.size());
-  if (!nl.ok()) return nl.status();
-  if (mnl_socket_sendto(nl->get(), data.data(), data.size()) < 0) {
+  if (mnl_socket_sendto(nl, data.data(), data.size()) < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat(what, ": send netlink batch"));
   }
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 4);
   size_t answered = 0;
   int first_error = 0;
   while (answered < batch.messages()) {
-    int n = static_cast<int>(mnl_socket_recvfrom(nl->get(), buf.data(), buf.size()));
+    int n = static_cast<int>(mnl_socket_recvfrom(nl, buf.data(), buf.size()));
     if (n < 0) {
       // ENOBUFS (acks dropped) or a timeout: the transaction may still have
       // landed (netfilter-facts.md). Only a re-read tells.
@@ -755,19 +767,76 @@ absl::Status CheckChange(const FilterChange& c) {
 
 }  // namespace
 
+NftPacketFilter::~NftPacketFilter() {
+  absl::MutexLock l(&mu_);
+  Drop();
+}
+
+void NftPacketFilter::Drop() {
+  if (conn_ != nullptr) mnl_socket_close(conn_);
+  conn_ = nullptr;
+  conn_netns_ = 0;
+  conn_sndbuf_ = 0;
+}
+
+absl::StatusOr<mnl_socket*> NftPacketFilter::Conn(size_t send_bytes) {
+  struct stat ns{};
+  if (stat("/proc/thread-self/ns/net", &ns) != 0) {
+    return absl::ErrnoToStatus(errno, "netfilter socket: read this thread's network namespace");
+  }
+  if (conn_ != nullptr && conn_netns_ != ns.st_ino) Drop();
+  if (conn_ == nullptr) {
+    absl::StatusOr<Socket> nl = OpenSocket(0);
+    if (!nl.ok()) return nl.status();
+    conn_ = nl->release();
+    conn_netns_ = ns.st_ino;
+    conn_sndbuf_ = 212992;
+  }
+  RaiseSendBuffer(conn_, send_bytes, &conn_sndbuf_);
+  return conn_;
+}
+
 absl::StatusOr<KernelTable> NftPacketFilter::Read() {
-  absl::StatusOr<Socket> nl = OpenSocket(0);
+  absl::MutexLock l(&mu_);
+  absl::StatusOr<KernelTable> t = ReadLocked();
+  if (!t.ok()) Drop();  // replies of an interrupted dump may still be queued
+  return t;
+}
+
+absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uint32_t genid) {
+  absl::MutexLock l(&mu_);
+  absl::StatusOr<uint32_t> g = CommitLocked(change, genid);
+  if (!g.ok()) Drop();  // acks after a refused message may still be queued
+  return g;
+}
+
+absl::Status NftPacketFilter::DeleteTable() {
+  absl::MutexLock l(&mu_);
+  absl::Status s = DeleteTableLocked();
+  if (!s.ok()) Drop();
+  return s;
+}
+
+absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDrops() {
+  absl::MutexLock l(&mu_);
+  absl::StatusOr<std::vector<std::string>> d = ForeignDropsLocked();
+  if (!d.ok()) Drop();
+  return d;
+}
+
+absl::StatusOr<KernelTable> NftPacketFilter::ReadLocked() {
+  absl::StatusOr<mnl_socket*> nl = Conn(0);
   if (!nl.ok()) return nl.status();
   for (int attempt = 0;; ++attempt) {
     KernelTable t;
-    absl::StatusOr<uint32_t> before = GetGenid(nl->get());
+    absl::StatusOr<uint32_t> before = GetGenid(*nl);
     if (!before.ok()) return before.status();
     t.genid = *before;
     absl::Status s = [&]() -> absl::Status {
       std::unique_ptr<nftnl_table, TableFree> tab(nftnl_table_alloc());
       nftnl_table_set_str(tab.get(), NFTNL_TABLE_NAME, table_.c_str());
       absl::Status got = Request(
-          nl->get(), NFT_MSG_GETTABLE, NLM_F_ACK,
+          *nl, NFT_MSG_GETTABLE, NLM_F_ACK,
           [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, tab.get()); },
           [](const nlmsghdr*) {}, "read table");
       if (absl::IsNotFound(got)) return absl::OkStatus();  // exists = false
@@ -777,7 +846,7 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
       bool have_input = false;
       // Chains.
       absl::Status st = Request(
-          nl->get(), NFT_MSG_GETCHAIN, NLM_F_DUMP, nullptr,
+          *nl, NFT_MSG_GETCHAIN, NLM_F_DUMP, nullptr,
           [&](const nlmsghdr* m) {
             std::unique_ptr<nftnl_chain, ChainFree> c(nftnl_chain_alloc());
             if (nftnl_chain_nlmsg_parse(m, c.get()) < 0) return;
@@ -806,7 +875,7 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
       if (!st.ok()) return st;
       if (!have_input) t.structure_ok = false;
       // Rules of the table, in chain order.
-      st = DumpRules(nl->get(), table_, "", NFPROTO_INET, [&](nftnl_rule* r) {
+      st = DumpRules(*nl, table_, "", NFPROTO_INET, [&](nftnl_rule* r) {
         const std::string chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
         FilterRule fr = ReadRule(r);
         if (chain == kInput) {
@@ -828,7 +897,7 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
       };
       std::vector<SetInfo> infos;
       st = Request(
-          nl->get(), NFT_MSG_GETSET, NLM_F_DUMP,
+          *nl, NFT_MSG_GETSET, NLM_F_DUMP,
           [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, sf.get()); },
           [&](const nlmsghdr* m) {
             std::unique_ptr<nftnl_set, SetFree> s(nftnl_set_alloc());
@@ -855,7 +924,7 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
         nftnl_set_set_str(q.get(), NFTNL_SET_TABLE, table_.c_str());
         nftnl_set_set_str(q.get(), NFTNL_SET_NAME, info.name.c_str());
         st = Request(
-            nl->get(), NFT_MSG_GETSETELEM, NLM_F_DUMP,
+            *nl, NFT_MSG_GETSETELEM, NLM_F_DUMP,
             [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, q.get()); },
             [&](const nlmsghdr* m) { ParseElems(m, info.ipv6 ? 16 : 4, &elems); },
             absl::StrCat("read elements of set ", info.name));
@@ -866,11 +935,12 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
         ToIntervals(std::move(elems), info.ipv6, &s);
         if (info.map && s.targets.size() != s.intervals.size()) t.structure_ok = false;
         if (!info.map && !s.targets.empty()) t.structure_ok = false;
+        s.digest = SetDigest(s);
         t.ruleset.sets.push_back(std::move(s));
       }
       return absl::OkStatus();
     }();
-    absl::StatusOr<uint32_t> after = GetGenid(nl->get());
+    absl::StatusOr<uint32_t> after = GetGenid(*nl);
     if (!after.ok()) return after.status();
     const bool stable = *after == t.genid;
     if (s.ok() && stable) return t;
@@ -882,7 +952,8 @@ absl::StatusOr<KernelTable> NftPacketFilter::Read() {
   }
 }
 
-absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uint32_t genid) {
+absl::StatusOr<uint32_t> NftPacketFilter::CommitLocked(const FilterChange& change,
+                                                      uint32_t genid) {
   if (absl::Status s = CheckChange(change); !s.ok()) return s;
   if (change.empty()) return genid;
   Batch b(genid);
@@ -1003,12 +1074,14 @@ absl::StatusOr<uint32_t> NftPacketFilter::Commit(const FilterChange& change, uin
     chain_msg(NFT_MSG_DELCHAIN, 0, name);
   }
   for (const std::string& name : change.delete_sets) delete_set(name);
-  absl::Status s = Send(b, absl::StrCat("update table inet ", table_));
+  absl::StatusOr<mnl_socket*> nl = Conn(b.size());
+  if (!nl.ok()) return nl.status();
+  absl::Status s = Send(*nl, b, absl::StrCat("update table inet ", table_));
   if (!s.ok()) return s;
   return genid + 1;  // the kernel bumps the generation once per commit
 }
 
-absl::Status NftPacketFilter::DeleteTable() {
+absl::Status NftPacketFilter::DeleteTableLocked() {
   Batch b(0);
   std::unique_ptr<nftnl_table, TableFree> t(nftnl_table_alloc());
   nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table_.c_str());
@@ -1016,7 +1089,9 @@ absl::Status NftPacketFilter::DeleteTable() {
   auto payload = [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, t.get()); };
   b.Add(NFT_MSG_NEWTABLE, NLM_F_CREATE, payload);  // so that "absent" is fine
   b.Add(NFT_MSG_DELTABLE, 0, payload);
-  return Send(b, absl::StrCat("delete table inet ", table_));
+  absl::StatusOr<mnl_socket*> nl = Conn(0);
+  if (!nl.ok()) return nl.status();
+  return Send(*nl, b, absl::StrCat("delete table inet ", table_));
 }
 
 namespace {
@@ -1122,8 +1197,8 @@ class NftWatch final : public FilterWatch {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDrops() {
-  absl::StatusOr<Socket> nl = OpenSocket(0);
+absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDropsLocked() {
+  absl::StatusOr<mnl_socket*> nl = Conn(0);
   if (!nl.ok()) return nl.status();
   struct Hooked {
     uint32_t family;
@@ -1135,7 +1210,7 @@ absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDrops() {
   // All chains of all tables and families: base chains on the paths a
   // packet to this host takes (prerouting, input) in someone else's table.
   absl::Status st = Request(
-      nl->get(), NFT_MSG_GETCHAIN, NLM_F_DUMP, nullptr,
+      *nl, NFT_MSG_GETCHAIN, NLM_F_DUMP, nullptr,
       [&](const nlmsghdr* m) {
         std::unique_ptr<nftnl_chain, ChainFree> ch(nftnl_chain_alloc());
         if (nftnl_chain_nlmsg_parse(m, ch.get()) < 0) return;
@@ -1158,7 +1233,7 @@ absl::StatusOr<std::vector<std::string>> NftPacketFilter::ForeignDrops() {
   for (const Hooked& h : hooked) {
     // Rules of that chain with a drop verdict or a reject.
     int drops = 0;
-    st = DumpRules(nl->get(), h.table, h.chain, static_cast<uint16_t>(h.family), [&](nftnl_rule* r) {
+    st = DumpRules(*nl, h.table, h.chain, static_cast<uint16_t>(h.family), [&](nftnl_rule* r) {
       nftnl_expr_iter* it = nftnl_expr_iter_create(r);
       for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
         const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);

@@ -21,7 +21,10 @@ class FakePacketFilter final : public PacketFilter {
   absl::StatusOr<KernelTable> Read() override {
     absl::MutexLock lock(&mu_);
     ++reads_;
-    return table_;
+    // As the real read-back: digests of what is there now, whoever edited it.
+    KernelTable t = table_;
+    for (FilterSet& set : t.ruleset.sets) set.digest = platform::SetDigest(set);
+    return t;
   }
   absl::StatusOr<uint32_t> Commit(const FilterChange& change, uint32_t genid) override {
     absl::MutexLock lock(&mu_);

@@ -61,6 +61,48 @@ TEST(FilterPlanTest, OneMoreSourceIsOneElementAdd) {
   EXPECT_THAT(ApplyChange(c, &t), IsOk());
 }
 
+// Digests spare the comparison of unchanged sets, and never hide a change:
+// the builder and a read-back set them, an edit resets them.
+TEST(FilterPlanTest, DigestsSkipOnlyWhatIsReallyEqual) {
+  const FilterRuleset a = Desired({{10, 10}, {20, 30}, {40, 40}, {50, 60}, {70, 70}}, 2);
+  for (const FilterSet& s : a.sets) {
+    EXPECT_NE(s.digest, 0u) << s.name;
+    EXPECT_EQ(s.digest, SetDigest(s)) << s.name;
+  }
+  FilterSet other = a.sets[0];
+  other.intervals.back().last += 1;
+  EXPECT_NE(SetDigest(other), SetDigest(a.sets[0]));
+  other = a.sets[0];
+  other.ipv6 = !other.ipv6;
+  EXPECT_NE(SetDigest(other), SetDigest(a.sets[0]));
+
+  KernelTable t;
+  t.exists = t.structure_ok = true;
+  t.ruleset = a;
+  EXPECT_TRUE(PlanChange(t, a).empty());
+  // One element more in one shard: found, whether or not the current side
+  // still has its digest.
+  const FilterRuleset b = Desired({{10, 10}, {20, 30}, {40, 40}, {45, 45}, {50, 60}, {70, 70}}, 2);
+  for (bool keep_digests : {true, false}) {
+    KernelTable cur = t;
+    if (!keep_digests) {
+      for (FilterSet& s : cur.ruleset.sets) s.digest = 0;
+    }
+    FilterChange c = PlanChange(cur, b);
+    ASSERT_FALSE(c.replace_table);
+    EXPECT_EQ(Canon(b), [&] {
+      EXPECT_THAT(ApplyChange(c, &cur), IsOk());
+      return Canon(cur.ruleset);
+    }());
+  }
+  // ApplyChange resets the digest of what it edited.
+  KernelTable cur = t;
+  ASSERT_THAT(ApplyChange(PlanChange(cur, b), &cur), IsOk());
+  int reset = 0;
+  for (const FilterSet& s : cur.ruleset.sets) reset += s.digest == 0;
+  EXPECT_GE(reset, 1);
+}
+
 TEST(FilterPlanTest, ChangedIntervalIsDeleteThenAdd) {
   KernelTable t = Applied(Desired({{10, 10}, {20, 30}}));
   FilterChange c = PlanChange(t, Desired({{10, 10}, {20, 40}}));
