@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -46,6 +47,23 @@ class FileSystem {
   virtual absl::Status MakeDirectory(const std::string& path, uint32_t mode) = 0;
   // Removes a file; OK if it did not exist.
   virtual absl::Status RemoveFile(const std::string& path) = 0;
+
+  // For the wipe:
+  // Every file (and symlink) below `dir`, recursively, not following links;
+  // directories last, deepest first, each marked. Empty if `dir` is absent.
+  struct Entry {
+    std::string path;
+    bool directory = false;
+  };
+  virtual absl::StatusOr<std::vector<Entry>> ListTree(const std::string& dir) = 0;
+  // Size of a regular file (NOT_FOUND if absent; FAILED_PRECONDITION for
+  // anything else, e.g. a symlink, which is never followed).
+  virtual absl::StatusOr<uint64_t> FileSize(const std::string& path) = 0;
+  // Writes `data` over a regular file's bytes in place (same inode, from
+  // offset 0, exactly its size) and flushes it to disk.
+  virtual absl::Status OverwriteInPlace(const std::string& path, absl::string_view data) = 0;
+  // Removes an empty directory (OK if absent) and makes it durable.
+  virtual absl::Status RemoveDirectory(const std::string& path) = 0;
 };
 
 using FileSystemPtr = std::unique_ptr<FileSystem>;

@@ -117,6 +117,16 @@ class Crypt {
   virtual absl::StatusOr<CryptStatus> Status(const std::string& name) = 0;
   virtual absl::StatusOr<LuksHeader> ReadHeader(const BlockDevice& device) = 0;
   virtual absl::Status Deactivate(const std::string& name) = 0;
+  // Removes the mapping even while it is in use: its table is replaced by an
+  // error target, so the dm-crypt target and the key in it are freed either
+  // way (the wipe). OK if there is no such mapping.
+  virtual absl::Status ForceDeactivate(const std::string& name) = 0;
+  // Overwrites the whole LUKS metadata area of `device` (both LUKS2 header
+  // copies and the keyslot area, up to the data offset) with random bytes
+  // and flushes it. The device must not be mapped or mounted (it is opened
+  // exclusively). Returns the bytes overwritten; 0 if there is no LUKS
+  // header (already erased).
+  virtual absl::StatusOr<uint64_t> EraseHeader(const BlockDevice& device) = 0;
 };
 
 enum class FsType { kExt4, kXfs };
@@ -139,6 +149,9 @@ class Filesystems {
   // The st_rdev of a device node (e.g. the mapping's /dev/mapper/<name>).
   virtual absl::StatusOr<uint64_t> DeviceNumber(const std::string& node) = 0;
   virtual absl::Status MakeDirectories(const std::string& path) = 0;
+  // Unmounts `target`; with `lazy`, detaches it even while files are open
+  // (MNT_DETACH). OK if nothing is mounted there.
+  virtual absl::Status Unmount(const std::string& target, bool lazy) = 0;
 };
 
 }  // namespace nodeward::platform

@@ -66,6 +66,7 @@ absl::Status AgentApp::Start() {
       {"build pipeline", &AgentApp::BuildPipelineStep},
       {"restore firewall", &AgentApp::RestoreFirewallStep},
       {"restore volumes", &AgentApp::RestoreVolumesStep},
+      {"restore wipe", &AgentApp::RestoreWipeStep},
       {"start status socket", &AgentApp::StartStatusSocketStep},
       {"start gRPC", &AgentApp::StartGrpcStep},
       {"notify ready", &AgentApp::NotifyReadyStep},
@@ -179,6 +180,16 @@ absl::Status AgentApp::BuildPipelineStep() {
     handlers["setup_volume"] = std::make_unique<DisabledHandler>(
         "volume management is disabled in this node's config (volumes.enabled)");
   }
+  auto wipe_handler = std::make_unique<wipe::WipeHandler>(
+      wipe::WipeDeps{volumes_, backup_keys_.get(), deps_.fs.get(), deps_.clock.get()},
+      wipe::WipeOptions{config_.state_dir() + "/wipe.pb", identity_.node_id, identity_.boot_id,
+                        config_.tls().server_key_file(), config_.tls().server_cert_file()});
+  wipe_ = wipe_handler.get();
+  // A wiped node takes no new volumes or keys.
+  for (const char* type : {"setup_volume", "provision_backup_key"}) {
+    handlers[type] = std::make_unique<wipe::RefuseAfterWipe>(wipe_, std::move(handlers[type]));
+  }
+  handlers["wipe"] = std::move(wipe_handler);
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
       ledger_.get(), audit_.get(), std::move(handlers));
@@ -222,6 +233,22 @@ absl::Status AgentApp::RestoreVolumesStep() {
     NW_LOG_INFO("volume ", v.volume_id(), ": ", nodeward::v1::VolumeStatus::State_Name(v.state()),
                 v.reason().empty() ? "" : " (", v.reason(), v.reason().empty() ? "" : ")");
   }
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::RestoreWipeStep() {
+  // An interrupted wipe is finished before READY=1; if it cannot be, the
+  // agent still starts and reports WIPE_INCOMPLETE (a resent Wipe retries).
+  absl::Status s = wipe_->Restore();
+  if (!s.ok()) {
+    NW_LOG_ERROR(s.message());
+    if (absl::IsDataLoss(s)) {
+      absl::MutexLock lock(&mu_);
+      info_.startup_problems.push_back(absl::StrCat("WIPE_RECORD_LOST: ", s.message()));
+    }
+  }
+  wipe::WipeHandler::Summary w = wipe_->Describe();
+  if (!w.text.empty()) NW_LOG_INFO("wipe: ", w.text);
   return absl::OkStatus();
 }
 
@@ -397,6 +424,11 @@ AgentInfo AgentApp::Info() const {
   if (volumes_ != nullptr) {
     info.volumes_enabled = true;
     info.volumes = volumes_->Statuses();
+  }
+  if (wipe_ != nullptr) {
+    wipe::WipeHandler::Summary w = wipe_->Describe();
+    info.wipe = w.text;
+    info.wipe_incomplete = w.incomplete;
   }
   return info;
 }

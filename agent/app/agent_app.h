@@ -15,6 +15,7 @@
 #include "agent/command/command_processor.h"
 #include "agent/firewall/firewall_reconciler.h"
 #include "agent/volume/volume_manager.h"
+#include "agent/wipe/wipe.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
 #include "agent/server/status_report.h"
@@ -81,6 +82,7 @@ class AgentApp {
   absl::Status BuildPipelineStep();
   absl::Status RestoreFirewallStep();
   absl::Status RestoreVolumesStep();
+  absl::Status RestoreWipeStep();
   absl::Status StartStatusSocketStep();
   absl::Status StartGrpcStep();
   absl::Status NotifyReadyStep();
@@ -104,6 +106,7 @@ class AgentApp {
   std::unique_ptr<platform::FilterWatch> firewall_watch_;
   AgentDeps::Volumes volume_platform_;
   volume::VolumeManager* volumes_ = nullptr;  // owned by the handler map
+  wipe::WipeHandler* wipe_ = nullptr;         // owned by the handler map
   std::thread firewall_watcher_;
   std::atomic<bool> stop_watch_{false};
   std::unique_ptr<AuditLog> audit_;

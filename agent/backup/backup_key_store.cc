@@ -1,6 +1,7 @@
 #include "agent/backup/backup_key_store.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include <cstring>
 
@@ -62,6 +63,67 @@ absl::StatusOr<BackupKeyStore::Installed> BackupKeyStore::Install(
   }
   RETURN_IF_ERROR(fs_->WriteFileAtomically(current_path, id + "\n", 0644));
   return Installed{id, true};
+}
+
+std::vector<nodeward::v1::WipeItem> BackupKeyStore::WipeAll() {
+  std::vector<nodeward::v1::WipeItem> out;
+  auto item = [&](const std::string& path) -> nodeward::v1::WipeItem& {
+    out.emplace_back();
+    out.back().set_kind(nodeward::v1::WipeItem::BACKUP_KEY_FILE);
+    out.back().set_id(path);
+    return out.back();
+  };
+  absl::StatusOr<std::vector<platform::FileSystem::Entry>> tree = fs_->ListTree(dir_);
+  if (!tree.ok()) {
+    item(dir_).set_detail(absl::StrCat("list FAILED: ", tree.status().message()));
+    return out;
+  }
+  for (const auto& e : *tree) {
+    if (e.directory) {
+      (void)fs_->RemoveDirectory(e.path);  // checked below with the rest
+      continue;
+    }
+    nodeward::v1::WipeItem& it = item(e.path);
+    absl::StatusOr<uint64_t> size = fs_->FileSize(e.path);
+    if (absl::IsFailedPrecondition(size.status())) {
+      // Not a regular file (a symlink): nothing of ours to overwrite.
+      absl::Status rm = fs_->RemoveFile(e.path);
+      it.set_verified(rm.ok());
+      it.set_detail(rm.ok() ? "not a regular file: removed, not followed"
+                            : absl::StrCat("remove FAILED: ", rm.message()));
+      continue;
+    }
+    if (!size.ok()) {
+      it.set_detail(absl::StrCat("stat FAILED: ", size.status().message()));
+      continue;
+    }
+    std::string noise(static_cast<size_t>(*size), '\0');
+    if (!noise.empty() &&
+        RAND_bytes(reinterpret_cast<unsigned char*>(noise.data()), static_cast<int>(noise.size())) != 1) {
+      it.set_detail("random bytes FAILED");
+      continue;
+    }
+    absl::Status s = fs_->OverwriteInPlace(e.path, noise);
+    if (!s.ok()) {
+      it.set_detail(absl::StrCat("overwrite FAILED: ", s.message()));
+      continue;
+    }
+    s = fs_->RemoveFile(e.path);
+    if (!s.ok()) {
+      it.set_detail(absl::StrCat("overwritten, remove FAILED: ", s.message()));
+      continue;
+    }
+    const bool gone = absl::IsNotFound(fs_->FileSize(e.path).status());
+    it.set_verified(gone);
+    it.set_detail(gone ? absl::StrCat("overwritten (", *size, " bytes), flushed, removed")
+                       : "overwritten, but still present after removal");
+  }
+  absl::StatusOr<std::vector<platform::FileSystem::Entry>> left = fs_->ListTree(dir_);
+  if (!left.ok() || !left->empty()) {
+    item(dir_).set_detail(left.ok() ? absl::StrCat(left->size(), " entries left after the wipe")
+                                    : absl::StrCat("check FAILED: ", left.status().message()));
+  }
+  return out;
 }
 
 absl::StatusOr<nodeward::v1::CommandResult> ProvisionBackupKeyHandler::Apply(

@@ -3,9 +3,11 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/command/command_handler.h"
+#include "nodeward/v1/agent.pb.h"
 #include "agent/common/secure_buffer.h"
 #include "platform/file_system.h"
 
@@ -31,6 +33,13 @@ class BackupKeyStore {
   absl::StatusOr<Installed> Install(const std::string& service_id,
                                     const std::string& public_key_pem,
                                     const std::optional<SecureBuffer>& private_key_pem);
+
+  // The wipe: every file under the key directory overwritten in place with
+  // random bytes, flushed and removed (symlinks removed, never followed),
+  // then the service directories; checked empty afterwards. One item per
+  // file, plus one for the check if it fails. Older versions of a key file
+  // replaced by an earlier install are outside its reach (docs/wipe.md).
+  std::vector<nodeward::v1::WipeItem> WipeAll();
 
  private:
   platform::FileSystem* fs_;

@@ -14,10 +14,12 @@ std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& st
   for (const auto& v : info.volumes) {
     if (v.state() == nodeward::v1::VolumeStatus::KEY_LOST) {
       out.push_back(absl::StrCat("VOLUME_KEY_LOST: ", v.volume_id(), " (", v.reason(), ")"));
-    } else if (v.state() != nodeward::v1::VolumeStatus::ACTIVE) {
+    } else if (v.state() != nodeward::v1::VolumeStatus::ACTIVE &&
+               v.state() != nodeward::v1::VolumeStatus::WIPED) {
       out.push_back(absl::StrCat("VOLUME_FAILED: ", v.volume_id(), " (", v.reason(), ")"));
     }
   }
+  if (info.wipe_incomplete) out.push_back("WIPE_INCOMPLETE: " + info.wipe);
   if (info.firewall_enabled) {
     for (const std::string& d : info.firewall.foreign_drops) {
       out.push_back("FIREWALL_FOREIGN_DROP: " + d);
@@ -74,6 +76,7 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   r.set_commands_replayed(stats.replayed);
   SetFirewall(info, &r);
   for (const auto& v : info.volumes) *r.add_volumes() = v;
+  r.set_wipe(info.wipe);
   return r;
 }
 
@@ -100,6 +103,7 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   SetFirewall(info, &r);
   r.set_firewall_last_rollback(info.firewall.last_rollback);
   for (const auto& v : info.volumes) *r.add_volumes() = v;
+  r.set_wipe(info.wipe);
   return r;
 }
 

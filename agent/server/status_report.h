@@ -26,6 +26,8 @@ struct AgentInfo {
   firewall::FirewallStatus firewall;
   bool volumes_enabled = false;
   std::vector<nodeward::v1::VolumeStatus> volumes;
+  std::string wipe;              // WipeHandler::Describe()
+  bool wipe_incomplete = false;  // a wipe started and is not verified complete
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

@@ -161,6 +161,11 @@ VolumeStatus VolumeManager::Inspect(const VolumeRecord& r) {
   s.set_mapper_name(spec.mapper_name());
   s.set_filesystem(FsName(spec));
   s.set_mount_point(spec.mount_point());
+  if (r.wiped()) {
+    s.set_state(VolumeStatus::WIPED);
+    s.set_reason("crypto-erased by a wipe: mapping and LUKS header destroyed");
+    return s;
+  }
   auto fail = [&](const std::string& why) {
     s.set_state(VolumeStatus::FAILED);
     s.set_reason(why);
@@ -243,6 +248,11 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   }
   if (existing >= 0) {
     const VolumeRecord& r = state_.volumes(existing);
+    if (r.wiped()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "setup_volume ", c.volume_id(), ": the volume was wiped; this node sets up no more "
+          "volumes"));
+    }
     if (!SameSpec(r.spec(), c)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "setup_volume ", c.volume_id(), ": already set up with another spec (device ",
@@ -383,6 +393,109 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   }
   *vr->mutable_volume() = Inspect(state_.volumes(index));
   return result;
+}
+
+std::vector<nodeward::v1::WipeItem> VolumeManager::WipeAll() {
+  absl::MutexLock lock(&mu_);
+  std::vector<nodeward::v1::WipeItem> out;
+  for (int i = 0; i < state_.volumes_size(); ++i) out.push_back(WipeOne(state_.mutable_volumes(i)));
+  if (absl::Status s = Persist(); !s.ok()) {
+    // The volumes are erased all the same; only the record says otherwise
+    // until the next successful write (a resumed wipe rewrites it).
+    for (auto& item : out) {
+      if (item.verified()) {
+        item.set_verified(false);
+        item.set_detail(absl::StrCat(item.detail(), "; recording it failed: ", s.message()));
+      }
+    }
+  }
+  return out;
+}
+
+nodeward::v1::WipeItem VolumeManager::WipeOne(VolumeRecord* r) {
+  const SetupVolume& spec = r->spec();
+  nodeward::v1::WipeItem item;
+  item.set_kind(nodeward::v1::WipeItem::VOLUME);
+  item.set_id(spec.volume_id());
+  item.set_luks_uuid(r->luks_uuid());
+  std::vector<std::string> done;
+  auto failed = [&](const std::string& step, const absl::Status& s) {
+    item.set_verified(false);
+    done.push_back(absl::StrCat(step, " FAILED: ", s.message()));
+    item.set_detail(absl::StrJoin(done, "; "));
+    return item;
+  };
+  absl::StatusOr<platform::BlockDevice> dev = deps_.devices->Resolve(spec.device());
+  if (!dev.ok()) return failed("resolve " + spec.device(), dev.status());
+  item.set_device_path(dev->path);
+
+  // 1. Stop the file system: a clean unmount if possible, else detach it
+  //    (files still open keep it alive, but the mapping goes next anyway).
+  absl::StatusOr<std::optional<uint64_t>> at = deps_.filesystems->MountedAt(spec.mount_point());
+  if (!at.ok()) return failed("look at " + spec.mount_point(), at.status());
+  if (at->has_value()) {
+    absl::Status u = deps_.filesystems->Unmount(spec.mount_point(), /*lazy=*/false);
+    if (u.ok()) {
+      done.push_back("unmounted " + spec.mount_point());
+    } else {
+      u = deps_.filesystems->Unmount(spec.mount_point(), /*lazy=*/true);
+      if (!u.ok()) return failed("unmount " + spec.mount_point(), u);
+      done.push_back("detached " + spec.mount_point() + " (files were open)");
+    }
+  }
+  // 2. The key: gone with the mapping (forced if something still holds it).
+  absl::StatusOr<platform::CryptStatus> cs = deps_.crypt->Status(spec.mapper_name());
+  if (!cs.ok()) return failed("read mapping " + spec.mapper_name(), cs.status());
+  if (cs->active) {
+    if (cs->backing_rdev != dev->rdev) {
+      return failed("mapping " + spec.mapper_name(),
+                    absl::FailedPreconditionError("it sits on another device; not touched"));
+    }
+    absl::Status d = deps_.crypt->Deactivate(spec.mapper_name());
+    if (d.ok()) {
+      done.push_back("mapping " + spec.mapper_name() + " removed (key gone)");
+    } else {
+      d = deps_.crypt->ForceDeactivate(spec.mapper_name());
+      if (!d.ok()) return failed("remove mapping " + spec.mapper_name(), d);
+      done.push_back("mapping " + spec.mapper_name() + " force-removed (key gone)");
+    }
+  } else {
+    done.push_back("no mapping (key already gone)");
+  }
+  // 3. The header: only if it is still the one this volume made (a device
+  //    re-used by someone else since is not ours to erase).
+  absl::StatusOr<platform::LuksHeader> hdr = deps_.crypt->ReadHeader(*dev);
+  if (hdr.ok()) {
+    if (!r->luks_uuid().empty() && hdr->uuid != r->luks_uuid()) {
+      return failed("erase header of " + dev->path,
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "the device holds another LUKS header (", hdr->uuid, "); not touched")));
+    }
+    absl::StatusOr<uint64_t> erased = deps_.crypt->EraseHeader(*dev);
+    if (!erased.ok()) return failed("erase header of " + dev->path, erased.status());
+    done.push_back(absl::StrCat("LUKS header area overwritten (", *erased, " bytes)"));
+  } else {
+    done.push_back("no LUKS header left");
+  }
+  // 4. Check, from scratch.
+  absl::StatusOr<platform::CryptStatus> after = deps_.crypt->Status(spec.mapper_name());
+  absl::StatusOr<std::optional<uint64_t>> mounted = deps_.filesystems->MountedAt(spec.mount_point());
+  absl::StatusOr<platform::DeviceContent> content = deps_.devices->Probe(*dev);
+  if (!after.ok() || after->active) {
+    return failed("verify", absl::InternalError("the mapping is still there"));
+  }
+  if (!mounted.ok() || mounted->has_value()) {
+    return failed("verify", absl::InternalError("something is still mounted at " +
+                                                spec.mount_point()));
+  }
+  if (!content.ok() || content->luks || deps_.crypt->ReadHeader(*dev).ok()) {
+    return failed("verify", absl::InternalError("a LUKS header is still readable"));
+  }
+  done.push_back("verified: no mapping, not mounted, no LUKS header");
+  r->set_wiped(true);
+  item.set_verified(true);
+  item.set_detail(absl::StrJoin(done, "; "));
+  return item;
 }
 
 }  // namespace nodeward::volume

@@ -65,12 +65,22 @@ class VolumeManager final : public CommandHandler {
   // returned.
   std::vector<nodeward::v1::VolumeStatus> Statuses();
 
+  // Crypto-erases every volume (docs/wipe.md): unmount (detached if files
+  // are still open), remove the mapping (forced while in use: the dm-crypt
+  // target and the only copy of its key are freed either way), overwrite the
+  // LUKS2 header area, then check that nothing is mapped or mounted and no
+  // LUKS header is left. Every step is idempotent, so a second call finishes
+  // what an interrupted one began. A verified volume is recorded wiped and
+  // can never be set up again. One item per volume, in record order.
+  std::vector<nodeward::v1::WipeItem> WipeAll();
+
  private:
   nodeward::v1::VolumeStatus Inspect(const nodeward::v1::VolumeRecord& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<nodeward::v1::CommandResult> SetupLocked(const nodeward::v1::SetupVolume& c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  nodeward::v1::WipeItem WipeOne(nodeward::v1::VolumeRecord* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const VolumeDeps deps_;
   const VolumeOptions options_;

@@ -1,5 +1,6 @@
 #include "platform/linux/file_system_linux.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -152,6 +153,96 @@ absl::Status LinuxFileSystem::MakeDirectory(const std::string& path, uint32_t mo
 absl::Status LinuxFileSystem::RemoveFile(const std::string& path) {
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return Errno(errno, "unlink", path);
   return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ListInto(const std::string& dir, std::vector<FileSystem::Entry>* out) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return Errno(errno, "open directory", dir);
+  std::vector<std::string> subdirs;
+  absl::Status s;
+  errno = 0;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    const std::string path = dir + "/" + name;
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) {
+      s = Errno(errno, "stat", path);
+      break;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      subdirs.push_back(path);
+    } else {
+      out->push_back({path, false});
+    }
+  }
+  closedir(d);
+  if (!s.ok()) return s;
+  for (const std::string& sub : subdirs) {
+    if (absl::Status r = ListInto(sub, out); !r.ok()) return r;
+    out->push_back({sub, true});  // after its content
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<FileSystem::Entry>> LinuxFileSystem::ListTree(const std::string& dir) {
+  std::vector<Entry> out;
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return out;
+    return Errno(errno, "stat", dir);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
+  }
+  if (absl::Status s = ListInto(dir, &out); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<uint64_t> LinuxFileSystem::FileSize(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return Errno(errno, "stat", path);
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
+absl::Status LinuxFileSystem::OverwriteInPlace(const std::string& path, absl::string_view data) {
+  int fd = open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "open for overwrite", path);
+  struct stat st;
+  absl::Status s;
+  if (fstat(fd, &st) != 0) {
+    s = Errno(errno, "stat", path);
+  } else if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != data.size()) {
+    s = absl::FailedPreconditionError(
+        absl::StrCat("overwrite ", path, ": not a regular file of ", data.size(), " bytes"));
+  }
+  for (size_t off = 0; s.ok() && off < data.size();) {
+    ssize_t w = pwrite(fd, data.data() + off, data.size() - off, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      s = Errno(w < 0 ? errno : EIO, "overwrite", path);
+      break;
+    }
+    off += static_cast<size_t>(w);
+  }
+  if (s.ok() && fdatasync(fd) != 0) s = Errno(errno, "fdatasync", path);
+  close(fd);
+  return s;
+}
+
+absl::Status LinuxFileSystem::RemoveDirectory(const std::string& path) {
+  if (rmdir(path.c_str()) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return Errno(errno, "rmdir", path);
+  }
+  return SyncDirectory(DirName(path));
 }
 
 }  // namespace nodeward::platform

@@ -20,6 +20,10 @@ class LinuxFileSystem final : public FileSystem {
                                                   uint32_t mode) override;
   absl::Status MakeDirectory(const std::string& path, uint32_t mode) override;
   absl::Status RemoveFile(const std::string& path) override;
+  absl::StatusOr<std::vector<Entry>> ListTree(const std::string& dir) override;
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override;
+  absl::Status OverwriteInPlace(const std::string& path, absl::string_view data) override;
+  absl::Status RemoveDirectory(const std::string& path) override;
 };
 
 }  // namespace nodeward::platform

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -463,6 +464,74 @@ absl::StatusOr<LuksHeader> LinuxCrypt::ReadHeader(const BlockDevice& device) {
 absl::Status LinuxCrypt::Deactivate(const std::string& name) {
   int r = crypt_deactivate(nullptr, name.c_str());
   if (r < 0 && r != -ENODEV) return CryptError(r, absl::StrCat("close mapping ", name));
+  return absl::OkStatus();
+}
+
+absl::Status LinuxCrypt::ForceDeactivate(const std::string& name) {
+  int r = crypt_deactivate_by_name(nullptr, name.c_str(), CRYPT_DEACTIVATE_FORCE);
+  if (r < 0 && r != -ENODEV) return CryptError(r, absl::StrCat("force-close mapping ", name));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> LinuxCrypt::EraseHeader(const BlockDevice& device) {
+  uint64_t bytes = 0;
+  {
+    crypt_device* raw = nullptr;
+    int r = crypt_init(&raw, device.path.c_str());
+    if (r < 0) return CryptError(r, absl::StrCat("crypt_init ", device.path));
+    CryptPtr cd(raw);
+    r = crypt_load(cd.get(), CRYPT_LUKS, nullptr);
+    if (r == -EINVAL) return uint64_t{0};  // no LUKS header (left): nothing to erase
+    if (r < 0) return CryptError(r, absl::StrCat("read the header of ", device.path));
+    bytes = crypt_get_data_offset(cd.get()) * 512;
+  }
+  // Both LUKS2 header copies sit at the start, the keyslot area after them,
+  // the data at the data offset. A detached-header layout (offset 0) never
+  // comes from this agent; erase the default metadata span then.
+  if (bytes == 0) bytes = uint64_t{16} << 20;
+  bytes = std::min<uint64_t>(bytes, device.size_bytes == 0 ? bytes : device.size_bytes);
+  int fd = open(device.path.c_str(), O_WRONLY | O_EXCL | O_CLOEXEC);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", device.path, " exclusively"));
+  std::vector<uint8_t> buf(1 << 20);
+  absl::Status s;
+  for (uint64_t off = 0; off < bytes && s.ok();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), bytes - off));
+    for (size_t got = 0; got < n;) {
+      ssize_t g = getrandom(buf.data() + got, n - got, 0);
+      if (g < 0 && errno == EINTR) continue;
+      if (g <= 0) {
+        s = absl::ErrnoToStatus(errno, "erase header: random bytes");
+        break;
+      }
+      got += static_cast<size_t>(g);
+    }
+    if (!s.ok()) break;
+    ssize_t w = pwrite(fd, buf.data(), n, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      s = absl::ErrnoToStatus(w < 0 ? errno : EIO, absl::StrCat("overwrite header of ", device.path));
+      break;
+    }
+    off += static_cast<uint64_t>(w);
+  }
+  if (s.ok() && fdatasync(fd) != 0) {
+    s = absl::ErrnoToStatus(errno, absl::StrCat("flush ", device.path));
+  }
+  if (s.ok()) ioctl(fd, BLKFLSBUF, 0);  // drop cached copies of the old header
+  close(fd);
+  if (!s.ok()) return s;
+  return bytes;
+}
+
+absl::Status LinuxFilesystems::Unmount(const std::string& target, bool lazy) {
+  if (umount2(target.c_str(), lazy ? MNT_DETACH : 0) != 0) {
+    if (errno == EINVAL || errno == ENOENT) {
+      // Not a mount point (any more), or gone: nothing mounted there.
+      absl::StatusOr<std::optional<uint64_t>> at = MountedAt(target);
+      if (at.ok() && !at->has_value()) return absl::OkStatus();
+    }
+    return absl::ErrnoToStatus(errno, absl::StrCat(lazy ? "detach " : "unmount ", target));
+  }
   return absl::OkStatus();
 }
 

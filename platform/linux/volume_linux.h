@@ -43,6 +43,8 @@ class LinuxCrypt final : public Crypt {
   absl::StatusOr<CryptStatus> Status(const std::string& name) override;
   absl::StatusOr<LuksHeader> ReadHeader(const BlockDevice& device) override;
   absl::Status Deactivate(const std::string& name) override;
+  absl::Status ForceDeactivate(const std::string& name) override;
+  absl::StatusOr<uint64_t> EraseHeader(const BlockDevice& device) override;
 };
 
 // mkfs runs the distro's mkfs.ext4 / mkfs.xfs; mounts are mount(2).
@@ -55,6 +57,7 @@ class LinuxFilesystems final : public Filesystems {
   absl::StatusOr<FsUsage> Usage(const std::string& target) override;
   absl::StatusOr<uint64_t> DeviceNumber(const std::string& node) override;
   absl::Status MakeDirectories(const std::string& path) override;
+  absl::Status Unmount(const std::string& target, bool lazy) override;
 };
 
 }  // namespace nodeward::platform

@@ -87,6 +87,45 @@ absl::Status FakeFileSystem::RemoveFile(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<FileSystem::Entry>> FakeFileSystem::ListTree(const std::string& dir) {
+  absl::MutexLock lock(&mu_);
+  // Files only: the fake has no directories of its own.
+  std::vector<Entry> out;
+  for (const auto& [path, f] : files_) {
+    if (path.rfind(dir + "/", 0) == 0) out.push_back({path, false});
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> FakeFileSystem::FileSize(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  auto it = files_.find(path);
+  if (it == files_.end()) return absl::NotFoundError(path);
+  return static_cast<uint64_t>(it->second.data.size());
+}
+
+absl::Status FakeFileSystem::OverwriteInPlace(const std::string& path, absl::string_view data) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = MaybeFail(); !s.ok()) return s;
+  auto it = files_.find(path);
+  if (it == files_.end()) return absl::NotFoundError(path);
+  if (it->second.data.size() != data.size()) return absl::FailedPreconditionError("size");
+  it->second.data.assign(data.data(), data.size());
+  it->second.durable = data.size();
+  overwrites_.emplace_back(path, std::string(data));
+  return absl::OkStatus();
+}
+
+absl::Status FakeFileSystem::RemoveDirectory(const std::string&) {
+  absl::MutexLock lock(&mu_);
+  return MaybeFail();
+}
+
+std::vector<std::pair<std::string, std::string>> FakeFileSystem::overwrites() {
+  absl::MutexLock lock(&mu_);
+  return overwrites_;
+}
+
 void FakeFileSystem::FailNext(absl::StatusCode code, int count) {
   absl::MutexLock lock(&mu_);
   fail_code_ = code;

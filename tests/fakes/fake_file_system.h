@@ -24,6 +24,12 @@ class FakeFileSystem final : public FileSystem {
   absl::StatusOr<AppendableFilePtr> OpenForAppend(const std::string& path, uint32_t mode) override;
   absl::Status MakeDirectory(const std::string& path, uint32_t mode) override;
   absl::Status RemoveFile(const std::string& path) override;
+  absl::StatusOr<std::vector<Entry>> ListTree(const std::string& dir) override;
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override;
+  absl::Status OverwriteInPlace(const std::string& path, absl::string_view data) override;
+  absl::Status RemoveDirectory(const std::string& path) override;
+  // Every overwrite, in order: (path, data written).
+  std::vector<std::pair<std::string, std::string>> overwrites();
 
   // Fails the next `count` mutating operations with `code`.
   void FailNext(absl::StatusCode code, int count = 1);
@@ -54,6 +60,7 @@ class FakeFileSystem final : public FileSystem {
   int fail_count_ ABSL_GUARDED_BY(mu_) = 0;
   int syncs_ ABSL_GUARDED_BY(mu_) = 0;
   absl::StatusCode fail_sync_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
+  std::vector<std::pair<std::string, std::string>> overwrites_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nodeward::platform

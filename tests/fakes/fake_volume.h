@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -160,6 +161,28 @@ class FakeVolumes {
       v_->log_.push_back("deactivate " + name);
       return absl::OkStatus();
     }
+    absl::Status ForceDeactivate(const std::string& name) override {
+      if (v_->fail_force_deactivate) return absl::InternalError("dm remove failed");
+      v_->mappings_.erase(name);
+      v_->log_.push_back("force-deactivate " + name);
+      return absl::OkStatus();
+    }
+    absl::StatusOr<uint64_t> EraseHeader(const BlockDevice& d) override {
+      Disk* disk = v_->ByPath(d.path);
+      if (disk == nullptr) return absl::NotFoundError(d.path);
+      for (const auto& [name, m] : v_->mappings_) {
+        if (m.device_path == d.path) return absl::FailedPreconditionError("device held");
+      }
+      if (v_->fail_erase > 0) {
+        --v_->fail_erase;
+        return absl::DataLossError("write error");
+      }
+      if (!disk->header.has_value()) return uint64_t{0};
+      disk->header.reset();
+      disk->content = DeviceContent{};
+      v_->log_.push_back("erase-header " + d.path);
+      return uint64_t{16} << 20;
+    }
 
    private:
     FakeVolumes* v_;
@@ -204,6 +227,12 @@ class FakeVolumes {
       return absl::NotFoundError(node);
     }
     absl::Status MakeDirectories(const std::string&) override { return absl::OkStatus(); }
+    absl::Status Unmount(const std::string& target, bool lazy) override {
+      if (v_->busy_mounts.count(target) != 0 && !lazy) return absl::FailedPreconditionError("busy");
+      v_->mounts_.erase(target);
+      v_->log_.push_back(std::string(lazy ? "lazy-unmount " : "unmount ") + target);
+      return absl::OkStatus();
+    }
 
    private:
     FakeVolumes* v_;
@@ -221,6 +250,9 @@ class FakeVolumes {
   };
 
   bool fail_mkfs = false;
+  bool fail_force_deactivate = false;
+  int fail_erase = 0;                 // the next N EraseHeader calls fail
+  std::set<std::string> busy_mounts;  // a plain unmount fails (files open)
   Devices devices{this};
   FakeCrypt crypt{this};
   Fs filesystems{this};

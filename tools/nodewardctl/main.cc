@@ -25,6 +25,7 @@
 #include "agent/common/crypto.h"
 #include "agent/common/proto_util.h"
 #include "agent/state/audit_log.h"
+#include "agent/wipe/wipe.h"
 #include "grpcpp/client_context.h"
 #include "nodeward/v1/agent.grpc.pb.h"
 #include "nodeward/v1/state.pb.h"
@@ -55,6 +56,10 @@ Reference orchestrator client:
   send TARGET_OPTS SIGN_OPTS (--command JSON | --command-file F | --envelope F)
        [--payload-type T] [--boot-id-file F] [--lifetime-seconds N] [--dry-run]
   watch TARGET_OPTS [--count N]            stream health reports
+  wipe-receipt verify --cert FILE [--in FILE]
+                                           check a Wipe result (the JSON `send` printed,
+                                           with or without its APPLIED prefix) against
+                                           the agent's certificate; prints the receipt
 
 TARGET_OPTS: --target HOST:PORT --ca FILE --cert FILE --key FILE [--server-name N]
 SIGN_OPTS:   --signing-key FILE (repeat for several signers)
@@ -339,6 +344,39 @@ int AuditVerify(const Args& a) {
   return 0;
 }
 
+int WipeReceiptVerify(const Args& a) {
+  if (a.Get("cert").empty()) return Fail(absl::InvalidArgumentError("--cert FILE is required"));
+  absl::StatusOr<std::string> cert = ReadTextFile(a.Get("cert"));
+  if (!cert.ok()) return Fail(cert.status());
+  std::string text;
+  if (a.Get("in").empty() || a.Get("in") == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  } else {
+    absl::StatusOr<std::string> t = ReadTextFile(a.Get("in"));
+    if (!t.ok()) return Fail(t.status());
+    text = *t;
+  }
+  // `send` prints "APPLIED {json}" or "REPLAYED (...) {json}".
+  const size_t brace = text.find('{');
+  if (brace == std::string::npos) return Fail(absl::InvalidArgumentError("no JSON result found"));
+  nodeward::v1::CommandResult result;
+  if (absl::Status s = nodeward::ParseJson(text.substr(brace), &result, "command result"); !s.ok()) {
+    return Fail(s);
+  }
+  if (!result.has_wipe()) return Fail(absl::InvalidArgumentError("not the result of a Wipe"));
+  absl::StatusOr<nodeward::v1::WipeReceipt> r = nodeward::wipe::VerifyReceipt(result.wipe(), *cert);
+  if (!r.ok()) {
+    std::cerr << "wipe receipt NOT valid: " << r.status().message() << "\n";
+    return 3;
+  }
+  std::cout << ToJsonPretty(*r) << "\nwipe receipt OK: signed by the certificate given ("
+            << result.wipe().signature_algorithm() << "), " << r->items_size() << " items, "
+            << (r->complete() ? "complete" : "NOT complete") << "\n";
+  return r->complete() ? 0 : 3;
+}
+
 int Run(int argc, char** argv) {
   absl::StatusOr<Args> a = ParseArgs(argc, argv);
   if (!a.ok()) return Fail(a.status());
@@ -354,6 +392,9 @@ int Run(int argc, char** argv) {
   if (cmd == "status") return Status(*a);
   if (cmd == "backup") {
     return RunBackupCommand({a->positional.begin() + 1, a->positional.end()}, a->values);
+  }
+  if (cmd == "wipe-receipt" && a->positional.size() > 1 && a->positional[1] == "verify") {
+    return WipeReceiptVerify(*a);
   }
   if (cmd == "audit" && a->positional.size() > 1 && a->positional[1] == "verify") {
     return AuditVerify(*a);

@@ -265,7 +265,8 @@ TEST(PaeTest, MatchesDsseSpecExample) {
 
 TEST(CommandTypesTest, PayloadTypeRoundTrip) {
   EXPECT_EQ(CommandTypeFromPayloadType(PayloadTypeFor("ping")).value(), "ping");
-  EXPECT_FALSE(CommandTypeFromPayloadType("application/vnd.nodeward.v1.command.wipe+protobuf").ok());
+  EXPECT_EQ(CommandTypeFromPayloadType(PayloadTypeFor("wipe")).value(), "wipe");
+  EXPECT_FALSE(CommandTypeFromPayloadType("application/vnd.nodeward.v1.command.reboot+protobuf").ok());
   EXPECT_FALSE(CommandTypeFromPayloadType("").ok());
 }
 
