@@ -86,6 +86,10 @@ struct CryptStatus {
   int key_bits = 0;
   std::string uuid;           // LUKS UUID (from the dm uuid)
   bool key_in_keyring = false;
+  // The mapping is still there (something holds it open) but is no crypt
+  // target any more: a forced removal replaced its table with an error
+  // target, and the key went with the old table.
+  bool key_destroyed = false;
 };
 
 // What a LUKS header says (read from the device, no key needed).
@@ -119,7 +123,8 @@ class Crypt {
   virtual absl::Status Deactivate(const std::string& name) = 0;
   // Removes the mapping even while it is in use: its table is replaced by an
   // error target, so the dm-crypt target and the key in it are freed either
-  // way (the wipe). OK if there is no such mapping.
+  // way (the wipe). OK if there is no such mapping, or if it could only be
+  // left behind as an error target (Status then says key_destroyed).
   virtual absl::Status ForceDeactivate(const std::string& name) = 0;
   // Overwrites the whole LUKS metadata area of `device` (both LUKS2 header
   // copies and the keyslot area, up to the data offset) with random bytes

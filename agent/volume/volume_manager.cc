@@ -426,6 +426,35 @@ nodeward::v1::WipeItem VolumeManager::WipeOne(VolumeRecord* r) {
     return item;
   };
   absl::StatusOr<platform::BlockDevice> dev = deps_.devices->Resolve(spec.device());
+  bool absent = absl::IsNotFound(dev.status());
+  if (dev.ok()) {
+    // A node whose device is gone (ENXIO/ENODEV on open) is not attached either.
+    absl::StatusOr<platform::DeviceContent> probe = deps_.devices->Probe(*dev);
+    absent = absl::IsNotFound(probe.status());
+  }
+  if (absent) {
+    // The disk is gone from this VM (detached). Without it there is no
+    // mapping and no key here: the crypto-erase holds (the key never existed
+    // outside this VM's memory), but its header could not be overwritten.
+    absl::StatusOr<platform::CryptStatus> cs = deps_.crypt->Status(spec.mapper_name());
+    if (!cs.ok()) return failed("read mapping " + spec.mapper_name(), cs.status());
+    if (cs->active && !cs->key_destroyed) {
+      absl::Status d = deps_.crypt->ForceDeactivate(spec.mapper_name());
+      if (!d.ok()) return failed("remove mapping " + spec.mapper_name(), d);
+      done.push_back("mapping " + spec.mapper_name() + " force-removed (key gone)");
+    }
+    absl::StatusOr<std::optional<uint64_t>> m = deps_.filesystems->MountedAt(spec.mount_point());
+    if (m.ok() && m->has_value()) {
+      (void)deps_.filesystems->Unmount(spec.mount_point(), /*lazy=*/true);
+    }
+    done.push_back(absl::StrCat("device ", spec.device(),
+                                " is not attached: no mapping, the key is gone; its header "
+                                "was not overwritten (not reachable from this VM)"));
+    r->set_wiped(true);
+    item.set_verified(true);
+    item.set_detail(absl::StrJoin(done, "; "));
+    return item;
+  }
   if (!dev.ok()) return failed("resolve " + spec.device(), dev.status());
   item.set_device_path(dev->path);
 
@@ -446,7 +475,9 @@ nodeward::v1::WipeItem VolumeManager::WipeOne(VolumeRecord* r) {
   // 2. The key: gone with the mapping (forced if something still holds it).
   absl::StatusOr<platform::CryptStatus> cs = deps_.crypt->Status(spec.mapper_name());
   if (!cs.ok()) return failed("read mapping " + spec.mapper_name(), cs.status());
-  if (cs->active) {
+  if (cs->active && cs->key_destroyed) {
+    done.push_back("mapping " + spec.mapper_name() + " is an error target (key gone), still held open");
+  } else if (cs->active) {
     if (cs->backing_rdev != dev->rdev) {
       return failed("mapping " + spec.mapper_name(),
                     absl::FailedPreconditionError("it sits on another device; not touched"));
@@ -457,7 +488,12 @@ nodeward::v1::WipeItem VolumeManager::WipeOne(VolumeRecord* r) {
     } else {
       d = deps_.crypt->ForceDeactivate(spec.mapper_name());
       if (!d.ok()) return failed("remove mapping " + spec.mapper_name(), d);
-      done.push_back("mapping " + spec.mapper_name() + " force-removed (key gone)");
+      absl::StatusOr<platform::CryptStatus> left = deps_.crypt->Status(spec.mapper_name());
+      done.push_back("mapping " + spec.mapper_name() +
+                     (left.ok() && left->active
+                          ? " force-removed: its table is an error target now (key gone); the "
+                            "device node stays until the last process holding it exits"
+                          : " force-removed (key gone)"));
     }
   } else {
     done.push_back("no mapping (key already gone)");
@@ -465,7 +501,14 @@ nodeward::v1::WipeItem VolumeManager::WipeOne(VolumeRecord* r) {
   // 3. The header: only if it is still the one this volume made (a device
   //    re-used by someone else since is not ours to erase).
   absl::StatusOr<platform::LuksHeader> hdr = deps_.crypt->ReadHeader(*dev);
-  if (hdr.ok()) {
+  absl::StatusOr<platform::DeviceContent> before = deps_.devices->Probe(*dev);
+  if (!hdr.ok() && before.ok() && before->luks) {
+    // A LUKS signature that libcryptsetup cannot load (a format cut short):
+    // still ours (the record says this volume was formatted here), erased.
+    absl::StatusOr<uint64_t> erased = deps_.crypt->EraseHeader(*dev);
+    if (!erased.ok()) return failed("erase damaged header of " + dev->path, erased.status());
+    done.push_back(absl::StrCat("damaged LUKS header area overwritten (", *erased, " bytes)"));
+  } else if (hdr.ok()) {
     if (!r->luks_uuid().empty() && hdr->uuid != r->luks_uuid()) {
       return failed("erase header of " + dev->path,
                     absl::FailedPreconditionError(absl::StrCat(
@@ -481,14 +524,15 @@ nodeward::v1::WipeItem VolumeManager::WipeOne(VolumeRecord* r) {
   absl::StatusOr<platform::CryptStatus> after = deps_.crypt->Status(spec.mapper_name());
   absl::StatusOr<std::optional<uint64_t>> mounted = deps_.filesystems->MountedAt(spec.mount_point());
   absl::StatusOr<platform::DeviceContent> content = deps_.devices->Probe(*dev);
-  if (!after.ok() || after->active) {
-    return failed("verify", absl::InternalError("the mapping is still there"));
+  if (!after.ok() || (after->active && !after->key_destroyed)) {
+    return failed("verify", absl::InternalError("the mapping still holds a key"));
   }
   if (!mounted.ok() || mounted->has_value()) {
     return failed("verify", absl::InternalError("something is still mounted at " +
                                                 spec.mount_point()));
   }
-  if (!content.ok() || content->luks || deps_.crypt->ReadHeader(*dev).ok()) {
+  if (!content.ok()) return failed("verify: probe " + dev->path, content.status());
+  if (content->luks || deps_.crypt->ReadHeader(*dev).ok()) {
     return failed("verify", absl::InternalError("a LUKS header is still readable"));
   }
   done.push_back("verified: no mapping, not mounted, no LUKS header");

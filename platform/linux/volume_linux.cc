@@ -422,16 +422,29 @@ absl::StatusOr<CryptStatus> LinuxCrypt::Status(const std::string& name) {
     return s;
   }
   if (info == CRYPT_INACTIVE) return s;
+  s.active = true;
   crypt_device* raw = nullptr;
   int r = crypt_init_by_name(&raw, name.c_str());
-  if (r < 0) return CryptError(r, absl::StrCat("read mapping ", name));
+  if (r < 0) {
+    // A forced removal that could not finish (the device is held open)
+    // leaves the mapping with an error target: no key any more.
+    absl::StatusOr<DmCrypt> t = ReadDmCrypt(name);
+    if (absl::IsFailedPrecondition(t.status())) {
+      s.key_destroyed = true;
+      return s;
+    }
+    return CryptError(r, absl::StrCat("read mapping ", name));
+  }
   CryptPtr cd(raw);
-  s.active = true;
   const char* uuid = crypt_get_uuid(cd.get());
   s.uuid = uuid ? uuid : "";
   // Cipher, key size and device from the kernel's table: LUKS2 without a
   // keyslot does not record the key size, and the table is the truth.
   absl::StatusOr<DmCrypt> t = ReadDmCrypt(name);
+  if (absl::IsFailedPrecondition(t.status())) {
+    s.key_destroyed = true;
+    return s;
+  }
   if (!t.ok()) return t.status();
   s.cipher = t->cipher;
   s.key_bits = t->key_bits;
@@ -467,10 +480,105 @@ absl::Status LinuxCrypt::Deactivate(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status LinuxCrypt::ForceDeactivate(const std::string& name) {
-  int r = crypt_deactivate_by_name(nullptr, name.c_str(), CRYPT_DEACTIVATE_FORCE);
-  if (r < 0 && r != -ENODEV) return CryptError(r, absl::StrCat("force-close mapping ", name));
+namespace {
+
+// A LUKS signature where LUKS1/2 put one: the primary header at 0, or a
+// LUKS2 secondary header at one of the offsets the format allows (16 KiB to
+// 4 MiB). A header libcryptsetup cannot load (a format cut short) has one.
+bool HasLuksSignature(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool found = false;
+  static const unsigned char kPrimary[6] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
+  static const unsigned char kSecondary[6] = {'S', 'K', 'U', 'L', 0xba, 0xbe};
+  unsigned char buf[6];
+  if (pread(fd, buf, 6, 0) == 6 && std::memcmp(buf, kPrimary, 6) == 0) found = true;
+  for (off_t off = 16 << 10; !found && off <= (4 << 20); off *= 2) {
+    if (pread(fd, buf, 6, off) == 6 && std::memcmp(buf, kSecondary, 6) == 0) found = true;
+  }
+  close(fd);
+  return found;
+}
+
+}  // namespace
+
+namespace {
+
+// One device-mapper ioctl on `name` with `extra` bytes after the header.
+int DmIoctl(unsigned long cmd, const std::string& name, uint32_t flags, std::vector<char>* buf) {
+  int fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  auto* io = reinterpret_cast<dm_ioctl*>(buf->data());
+  io->version[0] = DM_VERSION_MAJOR;
+  io->data_size = static_cast<uint32_t>(buf->size());
+  if (io->data_start == 0) io->data_start = sizeof(dm_ioctl);
+  io->flags = flags;
+  std::strncpy(io->name, name.c_str(), DM_NAME_LEN - 1);
+  int r = ioctl(fd, cmd, io);
+  int err = errno;
+  close(fd);
+  return r == 0 ? 0 : -err;
+}
+
+// What `dmsetup wipe_table` does: load a table of one error target of the
+// same length, then suspend (without freezing the file system or flushing:
+// whatever still holds the device gets I/O errors) and resume, which swaps
+// the tables. The old crypt target is destroyed on the swap and dm-crypt
+// zeroes its key. The device node stays while something holds it.
+absl::Status ReplaceTableWithError(const std::string& name) {
+  std::vector<char> buf(16384, 0);
+  int r = DmIoctl(DM_TABLE_STATUS, name, 0, &buf);
+  if (r == -ENXIO || r == -ENODEV) return absl::OkStatus();  // gone already
+  if (r < 0) return absl::ErrnoToStatus(-r, "read the table of " + name);
+  auto* io = reinterpret_cast<dm_ioctl*>(buf.data());
+  uint64_t length = 0;
+  {
+    size_t off = io->data_start;
+    for (uint32_t i = 0; i < io->target_count && off + sizeof(dm_target_spec) <= buf.size(); ++i) {
+      auto* t = reinterpret_cast<dm_target_spec*>(buf.data() + off);
+      length = std::max<uint64_t>(length, t->sector_start + t->length);
+      if (t->next == 0) break;
+      off = io->data_start + t->next;
+    }
+  }
+  std::fill(buf.begin(), buf.end(), 0);  // the status held the key description
+  if (length == 0) return absl::FailedPreconditionError("replace the table of " + name + ": empty");
+  std::vector<char> load(sizeof(dm_ioctl) + sizeof(dm_target_spec) + 8, 0);
+  auto* lio = reinterpret_cast<dm_ioctl*>(load.data());
+  lio->data_start = sizeof(dm_ioctl);
+  lio->target_count = 1;
+  auto* spec = reinterpret_cast<dm_target_spec*>(load.data() + sizeof(dm_ioctl));
+  spec->sector_start = 0;
+  spec->length = length;
+  std::strncpy(spec->target_type, "error", DM_MAX_TYPE_NAME - 1);
+  spec->next = 0;
+  r = DmIoctl(DM_TABLE_LOAD, name, 0, &load);
+  if (r < 0) return absl::ErrnoToStatus(-r, "load an error table for " + name);
+  std::vector<char> sus(sizeof(dm_ioctl) + 64, 0);
+  r = DmIoctl(DM_DEV_SUSPEND, name, DM_SUSPEND_FLAG | DM_SKIP_LOCKFS_FLAG | DM_NOFLUSH_FLAG, &sus);
+  if (r < 0) return absl::ErrnoToStatus(-r, "suspend " + name);
+  std::fill(sus.begin(), sus.end(), 0);
+  r = DmIoctl(DM_DEV_SUSPEND, name, 0, &sus);  // resume: the error table goes live
+  if (r < 0) return absl::ErrnoToStatus(-r, "resume " + name + " with the error table");
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LinuxCrypt::ForceDeactivate(const std::string& name) {
+  int r = crypt_deactivate(nullptr, name.c_str());
+  if (r >= 0 || r == -ENODEV) return absl::OkStatus();
+  // Held open (a detached file system with files still open): take the key
+  // away by swapping in an error table, then try the removal once more.
+  if (absl::Status s = ReplaceTableWithError(name); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("force-close mapping ", name, ": ", s.message()));
+  }
+  std::vector<char> rm(sizeof(dm_ioctl) + 64, 0);
+  (void)DmIoctl(DM_DEV_REMOVE, name, 0, &rm);  // EBUSY while held: the node stays
+  absl::StatusOr<CryptStatus> st = Status(name);
+  if (st.ok() && (!st->active || st->key_destroyed)) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("force-close mapping ", name,
+                                          ": the crypt table is still live"));
 }
 
 absl::StatusOr<uint64_t> LinuxCrypt::EraseHeader(const BlockDevice& device) {
@@ -481,10 +589,10 @@ absl::StatusOr<uint64_t> LinuxCrypt::EraseHeader(const BlockDevice& device) {
     if (r < 0) return CryptError(r, absl::StrCat("crypt_init ", device.path));
     CryptPtr cd(raw);
     r = crypt_load(cd.get(), CRYPT_LUKS, nullptr);
-    if (r == -EINVAL) return uint64_t{0};  // no LUKS header (left): nothing to erase
-    if (r < 0) return CryptError(r, absl::StrCat("read the header of ", device.path));
-    bytes = crypt_get_data_offset(cd.get()) * 512;
+    if (r < 0 && r != -EINVAL) return CryptError(r, absl::StrCat("read the header of ", device.path));
+    if (r == 0) bytes = crypt_get_data_offset(cd.get()) * 512;
   }
+  if (bytes == 0 && !HasLuksSignature(device.path)) return uint64_t{0};  // nothing left
   // Both LUKS2 header copies sit at the start, the keyslot area after them,
   // the data at the data offset. A detached-header layout (offset 0) never
   // comes from this agent; erase the default metadata span then.

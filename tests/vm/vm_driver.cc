@@ -151,17 +151,28 @@ class Agent {
 
 int seq = 0;
 
-std::string Send(const std::string& body) {
+std::string Send(const std::string& body, const std::string& more_keys = "") {
   std::ofstream(kWork + "/cmd.json")
       << "{\"node_id\": \"vm-node\", \"sequence\": " << ++seq << ", " << body << "}";
   std::string out;
   Run(bin + "/nodewardctl send --target 127.0.0.1:7443 --server-name localhost --ca " + kWork +
           "/pki/ca.pem --cert " + kWork + "/pki/client.pem --key " + kWork +
-          "/pki/client.key --signing-key " + kWork +
-          "/k.key --boot-id-file /proc/sys/kernel/random/boot_id --command-file " + kWork +
-          "/cmd.json",
+          "/pki/client.key --signing-key " + kWork + "/k.key " + more_keys +
+          " --timeout-seconds 300 --boot-id-file /proc/sys/kernel/random/boot_id --command-file " +
+          kWork + "/cmd.json",
       &out);
   return out;
+}
+
+// A JSON string literal of `text` (PEM: only newlines and quotes need care).
+std::string JsonString(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '\n') out += "\\n";
+    else if (c == '"' || c == '\\') out += std::string("\\") + c;
+    else out += c;
+  }
+  return out + "\"";
 }
 
 std::string SetupBody(const std::string& id, const std::string& device, const std::string& mapper,
@@ -189,10 +200,11 @@ void Prepare() {
   Run("mkdir -p " + kWork + "/by-id /srv/nodeward /var/lib/nodeward /run/cores");
   std::string out;
   int rc = Run(bin + "/nodewardctl dev-pki --out " + kWork + "/pki && " + bin +
-                   "/nodewardctl keygen --out " + kWork + "/k",
+                   "/nodewardctl keygen --out " + kWork + "/k && " + bin +
+                   "/nodewardctl keygen --out " + kWork + "/k2",
                &out);
-  Check("dev PKI and signing key", rc == 0, out);
-  const std::string key = ReadAll(kWork + "/k.pub.json");
+  Check("dev PKI and two signing keys", rc == 0, out);
+  const std::string key = ReadAll(kWork + "/k.pub.json") + "," + ReadAll(kWork + "/k2.pub.json");
   std::ofstream(kWork + "/agent.json") << R"({
     "node_id": "vm-node", "listen_address": "127.0.0.1:7443",
     "tls": {"server_cert_file": ")" << kWork << R"(/pki/server.pem", "server_key_file": ")"
@@ -203,7 +215,9 @@ void Prepare() {
     "volumes": {"enabled": true, "allowed_mount_roots": ["/srv/nodeward"],
                 "by_id_dir": ")" << kWork << R"(/by-id"},
     "trust": {"keys": [)" << key << R"(], "policies": [
-      {"command_type": "setup_volume", "allowed_roles": ["orchestrator"]}]}})";
+      {"command_type": "setup_volume", "allowed_roles": ["orchestrator"]},
+      {"command_type": "provision_backup_key", "allowed_roles": ["orchestrator"]},
+      {"command_type": "wipe", "allowed_roles": ["orchestrator"], "threshold": 2}]}})";
 }
 
 int Test() {
@@ -384,6 +398,77 @@ int Test() {
   Check("with destroy_existing_data: a new, empty volume", Contains(out, "APPLIED"), out);
   Check("and a new key", agent.keys().size() == made + 1 && agent.keys().back() != keys[0] &&
                              agent.keys().back() != keys[1]);
+
+  // The wipe (threats.md 16, 27, 29): a backup private key on the node, a
+  // process holding a file open on one volume, then Wipe.
+  Run(bin + "/nodewardctl backup keygen --out " + kWork + "/bk", &out);
+  std::string b64;
+  Run("base64 -w0 " + kWork + "/bk.key", &b64);
+  out = Send("\"provision_backup_key\": {\"service_id\": \"svc-1\", \"public_key_pem\": " +
+             JsonString(ReadAll(kWork + "/bk.pub")) + ", \"private_key_pem\": \"" + b64 + "\"}");
+  Check("backup key pair provisioned", Contains(out, "APPLIED"), out);
+  Run("find /var/lib/nodeward/backup-keys -type f -name '*.key' | wc -l", &out);
+  Check("backup private key file present before the wipe", Contains(out, "1"), out);
+  const std::string bk_pem = ReadAll(kWork + "/bk.key");
+  Run("sh -c 'echo held > /srv/nodeward/wal/held; "
+      "sleep 600 < /srv/nodeward/wal/held > /dev/null 2>&1 & echo $! > " + kWork + "/holder.pid'",
+      &out);
+  // The failing disk of the earlier check is gone (its dm-flakey device was
+  // torn down with the failed format): its record stays, KEY_LOST, with no
+  // device to touch.
+  Run("dmsetup remove nwflaky 2>/dev/null", &out);
+  out = Send("\"wipe\": {\"reason\": \"vm test termination\"}");
+  Check("wipe signed by one key refused (threshold 2)",
+        Contains(out, "REJECTED") && Contains(out, "THRESHOLD_NOT_MET"), out);
+  Check("refused wipe changed nothing", Contains(ReadAll("/proc/mounts"), "/srv/nodeward/pg"));
+  auto wipe_start = std::chrono::steady_clock::now();
+  out = Send("\"wipe\": {\"reason\": \"vm test termination\"}", "--signing-key " + kWork + "/k2.key");
+  std::cout << "wipe took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - wipe_start).count()
+            << " s" << std::endl;
+  std::ofstream(kWork + "/wipe.out") << out;
+  Check("wipe signed by two keys applied", Contains(out, "APPLIED") && Contains(out, "\"wipe\""), out);
+  Run(bin + "/nodewardctl wipe-receipt verify --cert " + kWork + "/pki/server.pem --in " + kWork +
+          "/wipe.out",
+      &out);
+  Check("receipt verifies against the agent's certificate, complete, 3 volumes + 3 key files",
+        Contains(out, "wipe receipt OK") && Contains(out, "complete") &&
+            Contains(out, ", 6 items,") && Contains(out, "is not attached"),
+        out);
+  Check("the busy volume was detached and its mapping force-removed",
+        Contains(out, "detached /srv/nodeward/wal") && Contains(out, "force-removed"), out);
+  Run(bin + "/nodewardctl wipe-receipt verify --cert " + kWork + "/pki/client.pem --in " + kWork +
+          "/wipe.out",
+      &out);
+  Check("receipt does not verify against another certificate", Contains(out, "NOT valid"), out);
+  for (const std::string& dev : {d1, d2}) {
+    Check("no LUKS header left on " + dev, Run("cryptsetup isLuks " + dev, &out) != 0, out);
+  }
+  Run("dmsetup table", &out);
+  Check("no crypt target left (dmsetup table)", !Contains(out, "crypt"), out);
+  const std::string mounts = ReadAll("/proc/mounts");
+  Check("nothing mounted under /srv/nodeward", !Contains(mounts, "/srv/nodeward/pg") &&
+                                                   !Contains(mounts, "/srv/nodeward/wal"),
+        mounts);
+  Run("find /var/lib/nodeward/backup-keys -type f | wc -l", &out);
+  Check("backup key directory empty", Contains(out, "0"), out);
+  Check("backup private key text on no disk", CountIn(d1, bk_pem.substr(40, 64)) == 0 &&
+                                                  CountIn(d2, bk_pem.substr(40, 64)) == 0);
+  Check("canary unreadable after the wipe", CountIn(d1, canary) == 0);
+  st = Status();
+  Check("status: every volume WIPED (the detached one too), wipe complete",
+        CountState(st, "WIPED") == 3 && Contains(st, "complete at"), st);
+  out = Send("\"wipe\": {\"reason\": \"again\"}", "--signing-key " + kWork + "/k2.key");
+  Check("wipe again: the same receipt, nothing redone",
+        Contains(out, "APPLIED") && Contains(out, "already_wiped"), out);
+  out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
+                       "FILESYSTEM_EXT4", true));
+  Check("a wiped node sets up no volume", Contains(out, "REJECTED code=FAILED_PRECONDITION"), out);
+  Run("kill $(cat " + kWork + "/holder.pid)", &out);
+  agent.Kill(SIGTERM);
+  agent.Start();
+  st = Status();
+  Check("after a restart still wiped", CountState(st, "WIPED") == 3 && Contains(st, "complete at"),
+        st);
   agent.Kill(SIGTERM);
   Run("tail -5 " + kWork + "/agent.log", &out);
   std::cout << out;

@@ -55,6 +55,8 @@ Reference orchestrator client:
   dev-pki --out DIR [--with-test-certs]    throwaway CA, agent and client certs
   send TARGET_OPTS SIGN_OPTS (--command JSON | --command-file F | --envelope F)
        [--payload-type T] [--boot-id-file F] [--lifetime-seconds N] [--dry-run]
+       [--timeout-seconds N]               how long to wait for the outcome (default 10;
+                                           a wipe or a mkfs of a big disk takes longer)
   watch TARGET_OPTS [--count N]            stream health reports
   wipe-receipt verify --cert FILE [--in FILE]
                                            check a Wipe result (the JSON `send` printed,
@@ -203,7 +205,12 @@ int Send(const Args& a) {
   }
   auto channel = Channel(a);
   if (!channel.ok()) return Fail(channel.status());
-  ExecuteOutcome out = ExecuteCommand(channel->get(), *env);
+  int timeout_s = 10;
+  if (a.Has("timeout-seconds") &&
+      (!absl::SimpleAtoi(a.Get("timeout-seconds"), &timeout_s) || timeout_s <= 0)) {
+    return Fail(absl::InvalidArgumentError("send: --timeout-seconds is not a positive number"));
+  }
+  ExecuteOutcome out = ExecuteCommand(channel->get(), *env, absl::Seconds(timeout_s));
   if (!out.status.ok()) {
     absl::string_view msg = out.status.message();
     absl::ConsumePrefix(&msg, out.reason + ": ");
