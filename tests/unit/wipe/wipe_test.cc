@@ -223,6 +223,33 @@ TEST_F(WipeTest, InterruptedWipeIsFinishedAtTheNextStart) {
   EXPECT_EQ(receipt->sequence(), 7u);  // the command that ordered it
 }
 
+// A disk detached since setup: no mapping can exist, the key is gone; the
+// item says its header was out of reach instead of failing the wipe forever.
+TEST_F(WipeTest, DetachedDiskIsErasedByItsLostKeyAndSaysSo) {
+  v_.Reboot();
+  v_.RemoveDisk(kDisk2);
+  auto r = handler_->Apply(WipeCmd(7));
+  ASSERT_THAT(r, IsOk());
+  auto receipt = VerifyReceipt(r->wipe(), P().cert);
+  ASSERT_THAT(receipt, IsOk());
+  ASSERT_GE(receipt->items_size(), 2);
+  EXPECT_TRUE(receipt->items(1).verified());
+  EXPECT_NE(receipt->items(1).detail().find("not attached"), std::string::npos)
+      << receipt->items(1).detail();
+  EXPECT_FALSE(v_.disk(kDisk1).header.has_value());
+}
+
+// A device that refuses the overwrite: reported, never claimed done.
+TEST_F(WipeTest, HeaderThatCannotBeOverwrittenLeavesTheWipeIncomplete) {
+  v_.fail_erase = 100;
+  auto r = handler_->Apply(WipeCmd(7));
+  EXPECT_THAT(r, StatusIs(StatusCode::kInternal));
+  EXPECT_NE(std::string(r.status().message()).find("erase header"), std::string::npos)
+      << r.status().message();
+  EXPECT_TRUE(handler_->Describe().incomplete);
+  EXPECT_FALSE(handler_->wiped());
+}
+
 TEST_F(WipeTest, UnrecordedIntentDoesNothing) {
   fs_.FailNext(StatusCode::kResourceExhausted);
   EXPECT_THAT(handler_->Apply(WipeCmd(7)), StatusIs(StatusCode::kUnavailable));
