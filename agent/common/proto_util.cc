@@ -5,6 +5,18 @@
 #include "google/protobuf/util/json_util.h"
 
 namespace nodeward {
+
+absl::StatusOr<bool> ReadRecordFile(platform::FileSystem* fs, const std::string& path,
+                                    google::protobuf::Message* message, absl::string_view what) {
+  absl::StatusOr<std::string> raw = fs->ReadFile(path);
+  if (absl::IsNotFound(raw.status())) return false;
+  if (!raw.ok()) return raw.status();
+  if (!message->ParseFromString(*raw)) {
+    message->Clear();
+    return absl::DataLossError(absl::StrCat(what, " ", path, " is corrupt"));
+  }
+  return true;
+}
 namespace {
 
 using google::protobuf::FieldDescriptor;

@@ -4,10 +4,18 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
+#include "platform/file_system.h"
 
 namespace nodeward {
+
+// Reads a binary record file (one written with WriteFileAtomically) into
+// `message`: false if there is none, true if read. DATA_LOSS "<what> <path>
+// is corrupt" if it does not parse (`message` is then cleared).
+absl::StatusOr<bool> ReadRecordFile(platform::FileSystem* fs, const std::string& path,
+                                    google::protobuf::Message* message, absl::string_view what);
 
 // INVALID_ARGUMENT naming the first unknown field or unknown enum value found
 // anywhere in `message` (recursively). Unknowns are critical: an old agent must

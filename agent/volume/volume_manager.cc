@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/common/secure_buffer.h"
+#include "agent/common/proto_util.h"
 #include "agent/common/status_macros.h"
 #include "agent/common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -142,13 +143,10 @@ absl::Status VolumeManager::Persist() {
 
 absl::Status VolumeManager::Restore() {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<std::string> raw = deps_.fs->ReadFile(options_.state_path);
-  if (absl::IsNotFound(raw.status())) return absl::OkStatus();
-  if (!raw.ok()) return raw.status();
-  if (!state_.ParseFromString(*raw)) {
-    state_.Clear();
-    return absl::DataLossError(absl::StrCat("volume records ", options_.state_path,
-                                            " are corrupt; no volume is touched"));
+  absl::StatusOr<bool> read = ReadRecordFile(deps_.fs, options_.state_path, &state_, "volume records");
+  if (!read.ok()) {
+    return absl::Status(read.status().code(),
+                        absl::StrCat(read.status().message(), "; no volume is touched"));
   }
   return absl::OkStatus();  // Statuses() looks; nothing is changed here
 }

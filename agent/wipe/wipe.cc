@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "agent/common/crypto.h"
+#include "agent/common/proto_util.h"
 #include "agent/common/status_macros.h"
 #include "agent/common/time_util.h"
 
@@ -146,14 +147,12 @@ absl::Status WipeHandler::Persist() {
 
 absl::Status WipeHandler::Restore() {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<std::string> raw = deps_.fs->ReadFile(options_.state_path);
-  if (absl::IsNotFound(raw.status())) return absl::OkStatus();
-  if (!raw.ok()) return raw.status();
-  if (!record_.ParseFromString(*raw)) {
-    record_.Clear();
-    return absl::DataLossError(
-        absl::StrCat("wipe record ", options_.state_path, " is corrupt; nothing was done"));
+  absl::StatusOr<bool> read = ReadRecordFile(deps_.fs, options_.state_path, &record_, "wipe record");
+  if (!read.ok()) {
+    return absl::Status(read.status().code(),
+                        absl::StrCat(read.status().message(), "; nothing was done"));
   }
+  if (!*read) return absl::OkStatus();
   have_record_ = true;
   if (record_.has_result()) {
     wiped_.store(true);

@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
+#include "tests/common/volume_commands.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_file_system.h"
 #include "tests/fakes/fake_volume.h"
@@ -20,20 +21,7 @@ using testing::StatusIs;
 constexpr char kDisk1[] = "serial:nw-data-1";
 constexpr char kDisk2[] = "/dev/disk/by-id/virtio-nw-data-2";
 
-VerifiedCommand SetupCmd(const std::string& id, const std::string& device, const std::string& mapper,
-                      const std::string& mount, bool destroy = false) {
-  VerifiedCommand v;
-  v.command_type = "setup_volume";
-  auto* s = v.command.mutable_setup_volume();
-  s->set_volume_id(id);
-  s->set_device(device);
-  s->set_mapper_name(mapper);
-  s->set_filesystem(nodeward::v1::FILESYSTEM_EXT4);
-  s->set_mount_point(mount);
-  s->add_mount_options("noatime");
-  s->set_destroy_existing_data(destroy);
-  return v;
-}
+using testing::SetupCmd;
 
 class VolumeTest : public ::testing::Test {
  protected:

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/backup_test_util.h"
 #include "tests/common/status_matchers.h"
+#include "tests/common/volume_commands.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_file_system.h"
 #include "tests/fakes/fake_volume.h"
@@ -62,18 +63,7 @@ const Pki& P() {
   return *p;
 }
 
-VerifiedCommand SetupCmd(const std::string& id, const std::string& device,
-                         const std::string& mapper, const std::string& mount) {
-  VerifiedCommand v;
-  v.command_type = "setup_volume";
-  auto* s = v.command.mutable_setup_volume();
-  s->set_volume_id(id);
-  s->set_device(device);
-  s->set_mapper_name(mapper);
-  s->set_filesystem(nodeward::v1::FILESYSTEM_EXT4);
-  s->set_mount_point(mount);
-  return v;
-}
+using testing::SetupCmd;
 
 VerifiedCommand WipeCmd(uint64_t seq) {
   VerifiedCommand v;
