@@ -300,13 +300,28 @@ int ConnectRate(const std::string& dst, int port, int seconds) {
 
 // Applies the list as a firewall state and exits, leaving the table in the
 // namespace (for the data-path run).
-int ApplyOnly(const std::string& dir) {
+int ApplyOnly(const std::string& dir, bool twice = false) {
   FirewallStack stack(dir);
   if (!stack.restored.ok()) return 1;
   auto r = stack.rec.Apply(Command(1, dir + "/cidrs.txt", false));
   if (!r.ok()) {
     std::cerr << "apply: " << r.status() << "\n";
     return 1;
+  }
+  if (!twice) return 0;
+  // What the agent's own process holds across a second complete command of
+  // the same size (the old model and the new list at once), without the
+  // bench's copies: the peak after the second apply.
+  std::cout << "rss_mb_after_first=" << PeakRssMb() << "\n";
+  r = stack.rec.Apply(Command(2, dir + "/cidrs.txt", false, "198.18.0.77/32"));
+  if (!r.ok()) {
+    std::cerr << "apply 2: " << r.status() << "\n";
+    return 1;
+  }
+  std::cout << "rss_mb_after_second=" << PeakRssMb() << " (" << r->firewall().plan() << ")\n";
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) std::cout << "resident_now: " << line.substr(6) << "\n";
   }
   return 0;
 }
@@ -321,6 +336,7 @@ int main(int argc, char** argv) {
     return ConnectRate(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
   }
   if (argc == 3 && std::string(argv[1]) == "apply-only") return ApplyOnly(argv[2]);
+  if (argc == 3 && std::string(argv[1]) == "apply-twice") return ApplyOnly(argv[2], true);
   if (argc == 4 && std::string(argv[1]) == "gen") return Gen(std::stol(argv[2]), argv[3]);
   if (argc == 3 && std::string(argv[1]) == "apply") return Apply(argv[2]);
   std::cerr << "usage: bench_firewall gen N DIR | apply DIR | apply-only DIR |"
