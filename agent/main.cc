@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "absl/flags/flag.h"
@@ -36,6 +37,45 @@ class TeeRandom final : public nodeward::platform::Random {
  private:
   std::unique_ptr<nodeward::platform::Random> inner_;
   int fd_;
+};
+
+// Crash tests of the wipe (threats.md case 28): before the first LUKS header
+// overwrite, create the file NODEWARD_TEST_WIPE_PAUSE names and stop there
+// until killed. Everything else goes to the real implementation.
+class PausingCrypt final : public nodeward::platform::Crypt {
+ public:
+  PausingCrypt(std::unique_ptr<nodeward::platform::Crypt> inner, std::string flag)
+      : inner_(std::move(inner)), flag_(std::move(flag)) {}
+  absl::StatusOr<std::string> Format(const nodeward::platform::BlockDevice& d,
+                                     absl::Span<const uint8_t> key,
+                                     const nodeward::platform::CryptParams& p) override {
+    return inner_->Format(d, key, p);
+  }
+  absl::Status Activate(const nodeward::platform::BlockDevice& d, const std::string& name,
+                        absl::Span<const uint8_t> key,
+                        const nodeward::platform::CryptParams& p) override {
+    return inner_->Activate(d, name, key, p);
+  }
+  absl::StatusOr<nodeward::platform::CryptStatus> Status(const std::string& name) override {
+    return inner_->Status(name);
+  }
+  absl::StatusOr<nodeward::platform::LuksHeader> ReadHeader(
+      const nodeward::platform::BlockDevice& d) override {
+    return inner_->ReadHeader(d);
+  }
+  absl::Status Deactivate(const std::string& name) override { return inner_->Deactivate(name); }
+  absl::Status ForceDeactivate(const std::string& name) override {
+    return inner_->ForceDeactivate(name);
+  }
+  absl::StatusOr<uint64_t> EraseHeader(const nodeward::platform::BlockDevice&) override {
+    int fd = open(flag_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+    while (true) pause();  // SIGKILL ends it
+  }
+
+ private:
+  std::unique_ptr<nodeward::platform::Crypt> inner_;
+  std::string flag_;
 };
 #endif
 
@@ -80,6 +120,9 @@ int main(int argc, char** argv) {
     // can search disks, state, logs and cores for it.
     if (const char* fd = getenv("NODEWARD_TEST_KEY_FD")) {
       v.random = std::make_unique<TeeRandom>(std::move(v.random), atoi(fd));
+    }
+    if (const char* flag = getenv("NODEWARD_TEST_WIPE_PAUSE")) {
+      v.crypt = std::make_unique<PausingCrypt>(std::move(v.crypt), flag);
     }
 #endif
     return v;

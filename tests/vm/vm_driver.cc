@@ -87,13 +87,16 @@ std::string DevBySerial(const std::string& serial) {
 
 class Agent {
  public:
-  void Start() {
+  // `wipe_pause`: the test hook that freezes the agent before its first
+  // header overwrite, creating that file (threats.md case 28).
+  void Start(const std::string& wipe_pause = "") {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
       dup2(p[1], 9);  // the test hook's pipe, not close-on-exec
       setenv("NODEWARD_TEST_KEY_FD", "9", 1);
+      if (!wipe_pause.empty()) setenv("NODEWARD_TEST_WIPE_PAUSE", wipe_pause.c_str(), 1);
       int log = open((kWork + "/agent.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       dup2(log, 2);
       dup2(log, 1);
@@ -421,12 +424,31 @@ int Test() {
   Check("wipe signed by one key refused (threshold 2)",
         Contains(out, "REJECTED") && Contains(out, "THRESHOLD_NOT_MET"), out);
   Check("refused wipe changed nothing", Contains(ReadAll("/proc/mounts"), "/srv/nodeward/pg"));
+  // Threats 28: the agent dies between removing the first mapping (the key
+  // is gone) and overwriting its header; the next start finishes the wipe.
+  agent.Kill(SIGTERM);
+  const std::string paused = kWork + "/wipe.paused";
+  agent.Start(paused);
+  std::string first;
+  std::thread sender([&] {
+    first = Send("\"wipe\": {\"reason\": \"vm test termination\"}", "--signing-key " + kWork + "/k2.key");
+  });
+  for (int i = 0; i < 600 && access(paused.c_str(), F_OK) != 0; ++i) usleep(100000);
+  Check("wipe reached the header overwrite (test hook)", access(paused.c_str(), F_OK) == 0);
+  agent.Kill(SIGKILL);
+  sender.join();
+  Check("the killed wipe returned no receipt", !Contains(first, "APPLIED"), first);
+  Check("at the kill: first mapping gone, its header still there",
+        Run("dmsetup info pgdata", &out) != 0 && Run("cryptsetup isLuks " + d1, &out) == 0, out);
   auto wipe_start = std::chrono::steady_clock::now();
-  out = Send("\"wipe\": {\"reason\": \"vm test termination\"}", "--signing-key " + kWork + "/k2.key");
-  std::cout << "wipe took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - wipe_start).count()
+  agent.Start();  // resumes the wipe before serving
+  std::cout << "restart with the resumed wipe took "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - wipe_start).count()
             << " s" << std::endl;
+  out = Send("\"wipe\": {\"reason\": \"vm test termination\"}", "--signing-key " + kWork + "/k2.key");
   std::ofstream(kWork + "/wipe.out") << out;
-  Check("wipe signed by two keys applied", Contains(out, "APPLIED") && Contains(out, "\"wipe\""), out);
+  Check("wipe after the restart: the resumed wipe's receipt",
+        Contains(out, "APPLIED") && Contains(out, "already_wiped"), out);
   Run(bin + "/nodewardctl wipe-receipt verify --cert " + kWork + "/pki/server.pem --in " + kWork +
           "/wipe.out",
       &out);
@@ -434,6 +456,7 @@ int Test() {
         Contains(out, "wipe receipt OK") && Contains(out, "complete") &&
             Contains(out, ", 6 items,") && Contains(out, "is not attached"),
         out);
+  Check("the receipt says the wipe was resumed", Contains(out, "\"resumed\": true"), out);
   Check("the busy volume was detached and its mapping force-removed",
         Contains(out, "detached /srv/nodeward/wal") && Contains(out, "force-removed"), out);
   Run(bin + "/nodewardctl wipe-receipt verify --cert " + kWork + "/pki/client.pem --in " + kWork +
@@ -457,9 +480,9 @@ int Test() {
   st = Status();
   Check("status: every volume WIPED (the detached one too), wipe complete",
         CountState(st, "WIPED") == 3 && Contains(st, "complete at"), st);
-  out = Send("\"wipe\": {\"reason\": \"again\"}", "--signing-key " + kWork + "/k2.key");
+  const std::string again = Send("\"wipe\": {\"reason\": \"again\"}", "--signing-key " + kWork + "/k2.key");
   Check("wipe again: the same receipt, nothing redone",
-        Contains(out, "APPLIED") && Contains(out, "already_wiped"), out);
+        Contains(again, "APPLIED") && Contains(again, "already_wiped"), again);
   out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
                        "FILESYSTEM_EXT4", true));
   Check("a wiped node sets up no volume", Contains(out, "REJECTED code=FAILED_PRECONDITION"), out);
