@@ -145,6 +145,7 @@ absl::Status VolumeManager::Restore() {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<bool> read = ReadRecordFile(deps_.fs, options_.state_path, &state_, "volume records");
   if (!read.ok()) {
+    if (absl::IsDataLoss(read.status())) records_lost_ = std::string(read.status().message());
     return absl::Status(read.status().code(),
                         absl::StrCat(read.status().message(), "; no volume is touched"));
   }
@@ -397,6 +398,15 @@ std::vector<nodeward::v1::WipeItem> VolumeManager::WipeAll() {
   absl::MutexLock lock(&mu_);
   std::vector<nodeward::v1::WipeItem> out;
   for (int i = 0; i < state_.volumes_size(); ++i) out.push_back(WipeOne(state_.mutable_volumes(i)));
+  if (!records_lost_.empty()) {
+    // Never "complete" over volumes nobody can name any more.
+    nodeward::v1::WipeItem lost;
+    lost.set_kind(nodeward::v1::WipeItem::VOLUME);
+    lost.set_id(options_.state_path);
+    lost.set_detail(absl::StrCat("volume records were lost at startup (", records_lost_,
+                                 "): volumes set up before cannot be found; not verified"));
+    out.push_back(std::move(lost));
+  }
   if (absl::Status s = Persist(); !s.ok()) {
     // The volumes are erased all the same; only the record says otherwise
     // until the next successful write (a resumed wipe rewrites it).

@@ -86,6 +86,9 @@ class VolumeManager final : public CommandHandler {
   const VolumeOptions options_;
   absl::Mutex mu_;
   nodeward::v1::VolumeState state_ ABSL_GUARDED_BY(mu_);
+  // The record file was corrupt at startup: volumes set up before are
+  // unknown, so a wipe cannot claim them done.
+  std::string records_lost_ ABSL_GUARDED_BY(mu_);
   absl::Mutex snapshot_mu_;
   std::vector<nodeward::v1::VolumeStatus> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 };

@@ -240,6 +240,23 @@ TEST_F(WipeTest, HeaderThatCannotBeOverwrittenLeavesTheWipeIncomplete) {
   EXPECT_FALSE(handler_->wiped());
 }
 
+// Volume records lost (corrupt file) at startup: the wipe cannot know which
+// volumes there were, so it never claims to be complete.
+TEST_F(WipeTest, LostVolumeRecordsKeepTheWipeIncomplete) {
+  fs_.SetContent("/state/volumes.pb", "not a protobuf \xff\xff\xff");
+  volumes_ = std::make_unique<volume::VolumeManager>(
+      volume::VolumeDeps{&v_.devices, &v_.crypt, &v_.filesystems, &v_.random, &fs_, &clock_},
+      volume::VolumeOptions{{"/var/lib/data"}, "/state/volumes.pb", "boot-1"});
+  EXPECT_THAT(volumes_->Restore(), StatusIs(StatusCode::kDataLoss));
+  handler_ = Handler();
+  ASSERT_THAT(handler_->Restore(), IsOk());
+  auto r = handler_->Apply(WipeCmd(7));
+  EXPECT_THAT(r, StatusIs(StatusCode::kInternal));
+  EXPECT_NE(std::string(r.status().message()).find("volume records were lost"), std::string::npos)
+      << r.status().message();
+  EXPECT_FALSE(handler_->wiped());
+}
+
 TEST_F(WipeTest, UnrecordedIntentDoesNothing) {
   fs_.FailNext(StatusCode::kResourceExhausted);
   EXPECT_THAT(handler_->Apply(WipeCmd(7)), StatusIs(StatusCode::kUnavailable));
