@@ -122,6 +122,12 @@ peak "v2 encrypt stdin to stdout" bash -c '"$1" backup encrypt --public-key "$2"
 peak "v2 decrypt stdin to stdout" bash -c '"$1" backup decrypt --quiet --private-key "$2" < "$3" > "$4"' _ "$ctl" "$t/k.key" "$t/big.c2" "$t/big.p"
 cmp "$t/big" "$t/big.p"
 rm -f "$t/big.c" "$t/big.c2" "$t/big.p"
+# A consumer that stalls: the writer blocks on the pipe, every buffer ends up
+# queued and the cipher must wait for one to come back (no loss, no reorder).
+"$ctl" backup encrypt --public-key "$t/k.pub" --in "$t/big" | { sleep 0.5; cat; } > "$t/big.c3"
+"$ctl" backup decrypt --quiet --private-key "$t/k.key" --in "$t/big.c3" | { sleep 0.5; cat; } > "$t/big.p"
+cmp "$t/big" "$t/big.p"
+rm -f "$t/big.c3" "$t/big.p"
 peak "v1 encrypt file to file" "$ctl" backup encrypt --format v1 --public-key "$t/k.pub" --in "$t/big" --out "$t/big.c"
 peak "v1 decrypt file to file" "$ctl" backup decrypt --quiet --private-key "$t/k.key" --in "$t/big.c" --out "$t/big.p"
 cmp "$t/big" "$t/big.p"
