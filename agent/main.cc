@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "agent/app/agent_app.h"
 #include "agent/common/logging.h"
+#include "agent/common/secure_buffer.h"
 #include "agent/server/tls.h"
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
@@ -86,6 +87,12 @@ int main(int argc, char** argv) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
+  // OpenSSL's own copies of private keys (the TLS key as gRPC loads it,
+  // provisioned backup keys, handshake secrets) in locked, non-dumpable
+  // memory too. 2 MiB: ~2 KiB per key or concurrent handshake.
+  if (absl::Status s = nodeward::EnableOpenSslSecureHeap(2 << 20); !s.ok()) {
+    NW_LOG_WARNING("private keys inside OpenSSL: ", s.message());
+  }
   // A full disk or a file-size limit must be an error we report, not death.
   signal(SIGXFSZ, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);

@@ -82,4 +82,20 @@ void SecureBuffer::Release() {
   data_ = nullptr;
 }
 
+absl::Status EnableOpenSslSecureHeap(size_t bytes) {
+  if (CRYPTO_secure_malloc_initialized()) return absl::OkStatus();
+  // minsize 16: the smallest allocation, and the bitmap stays bytes/4 bits.
+  switch (CRYPTO_secure_malloc_init(bytes, 16)) {
+    case 1:
+      return absl::OkStatus();
+    case 2:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "OpenSSL secure heap of ", bytes, " bytes is in use but not locked or guarded "
+          "(RLIMIT_MEMLOCK?)"));
+    default:
+      return absl::InternalError(
+          absl::StrCat("enable OpenSSL secure heap of ", bytes, " bytes: failed"));
+  }
+}
+
 }  // namespace nodeward

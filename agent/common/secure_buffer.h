@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -42,6 +43,20 @@ class SecureBuffer {
   size_t size_ = 0;
   size_t mapped_ = 0;
 };
+
+// Makes OpenSSL keep the private parts of its keys in its secure heap: one
+// area of `bytes` (a power of two), mlock()ed, MADV_DONTDUMP, with guard
+// pages, cleansed on free. OpenSSL puts there the private numbers of RSA and
+// EC keys it decodes or generates (so the agent's TLS key as gRPC loads it,
+// backup keys, orchestrator keys), Ed25519/X25519 private keys, and the
+// temporaries of private-key operations; without it they live in its ordinary
+// heap. Call once per process, before any key is loaded or any thread starts.
+// OK: enabled and locked. FAILED_PRECONDITION: enabled, but the area could not
+// be locked (RLIMIT_MEMLOCK) or guarded; keys still go there. INTERNAL: not
+// enabled (keys stay in the ordinary heap). When the area is full OpenSSL's
+// private-key operations fail rather than fall back, so size it for the
+// process's keys and concurrent handshakes.
+absl::Status EnableOpenSslSecureHeap(size_t bytes);
 
 }  // namespace nodeward
 

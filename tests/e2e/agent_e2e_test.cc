@@ -54,6 +54,23 @@ TEST_F(AgentE2eTest, SignedPingSucceedsAndSigtermExitsZero) {
   EXPECT_EQ(agent_.Stop(SIGTERM), 0);
 }
 
+// OpenSSL's secure heap is on in the daemon: the TLS key gRPC loaded and the
+// handshakes' secrets sit in 2 MiB of locked memory (VmLck), and no warning
+// says otherwise.
+TEST_F(AgentE2eTest, OpenSslKeysLiveInLockedMemory) {
+  StartAgent();
+  ASSERT_THAT(Send(agent_.Ping(1)).status, IsOk()) << agent_.Log();
+  std::ifstream status("/proc/" + std::to_string(agent_.pid()) + "/status");
+  std::string line;
+  long locked_kb = -1;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmLck:", 0) == 0) locked_kb = std::stol(line.substr(6));
+  }
+  EXPECT_GE(locked_kb, 2048) << "VmLck of the agent";
+  EXPECT_EQ(agent_.Log().find("private keys inside OpenSSL"), std::string::npos) << agent_.Log();
+  EXPECT_EQ(agent_.Stop(SIGTERM), 0);
+}
+
 TEST_F(AgentE2eTest, RejectionsCarryReasonTrailer) {
   StartAgent();
   ASSERT_THAT(Send(agent_.Ping(1)).status, IsOk());

@@ -37,6 +37,7 @@ class AgentProcess {
   // SIGHUP and wait for the READY=1 that ends the reload.
   absl::Status Reload(bool write_config = true);
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   // Waits for exit without signalling (for refusal-to-start tests).
   int Wait();
 

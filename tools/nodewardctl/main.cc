@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "agent/common/crypto.h"
 #include "agent/common/proto_util.h"
+#include "agent/common/secure_buffer.h"
 #include "agent/state/audit_log.h"
 #include "agent/wipe/wipe.h"
 #include "grpcpp/client_context.h"
@@ -416,5 +417,10 @@ int Run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // nodewardctl holds orchestrator signing keys: never in a core file.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // And OpenSSL's own copies of them (and of backup private keys) in locked,
+  // non-dumpable memory.
+  if (absl::Status s = nodeward::EnableOpenSslSecureHeap(1 << 20); !s.ok()) {
+    std::cerr << "nodewardctl: warning: private keys inside OpenSSL: " << s.message() << "\n";
+  }
   return nodeward::Run(argc, argv);
 }
