@@ -35,6 +35,12 @@ class FileSystem {
   virtual ~FileSystem() = default;
   // NOT_FOUND if absent.
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path) = 0;
+  // Reads a whole file straight into `out` (at most `capacity` bytes) with no
+  // buffer in between, for secrets that must only ever be in the caller's
+  // locked memory. Returns the size. NOT_FOUND if absent; OUT_OF_RANGE (and
+  // `out` wiped) if the file is larger than `capacity`.
+  virtual absl::StatusOr<size_t> ReadFileInto(const std::string& path, char* out,
+                                              size_t capacity) = 0;
   // Replaces `path` atomically and durably: temp file in the same directory,
   // fsync, rename, fsync of the directory. A crash leaves old or new content.
   virtual absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,

@@ -51,7 +51,9 @@ absl::StatusOr<BackupKeyStore::Installed> BackupKeyStore::Install(
 
   absl::StatusOr<std::string> current = fs_->ReadFile(current_path);
   absl::StatusOr<std::string> existing_pub = fs_->ReadFile(pub_path);
-  bool have_private = fs_->ReadFile(key_path).ok();
+  // Whether the private key is there; never read it (its text would be left
+  // in ordinary memory).
+  bool have_private = fs_->FileSize(key_path).ok();
   if (current.ok() && *current == id + "\n" && existing_pub.ok() && *existing_pub == pub_text &&
       (!private_key_pem.has_value() || have_private)) {
     return Installed{id, false};

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "agent/common/crypto.h"
 #include "agent/common/proto_util.h"
+#include "agent/common/secure_buffer.h"
 #include "agent/common/status_macros.h"
 #include "agent/common/time_util.h"
 
@@ -22,6 +23,10 @@ namespace {
 using nodeward::v1::WipeItem;
 using nodeward::v1::WipeReceipt;
 using nodeward::v1::WipeResult;
+
+// A PEM private key of any kind the agent's TLS accepts fits (RSA-8192 PKCS#8
+// is ~6.4 KB).
+constexpr size_t kMaxSigningKeyPem = 16 << 10;
 
 struct BioFree { void operator()(BIO* b) const { BIO_free(b); } };
 struct KeyFree { void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); } };
@@ -216,11 +221,16 @@ absl::StatusOr<WipeResult> WipeHandler::RunLocked() {
   }
   *receipt->mutable_completed_at() = ToTimestamp(deps_.clock->Now());
   receipt->set_complete(true);
-  ASSIGN_OR_RETURN(std::string key_pem, deps_.fs->ReadFile(options_.signing_key_file));
+  // The key's PEM text goes from the file straight into locked memory (wiped
+  // when `key_pem` goes); OpenSSL decodes it into its secure heap.
+  ASSIGN_OR_RETURN(SecureBuffer key_pem, SecureBuffer::Create(kMaxSigningKeyPem));
+  ASSIGN_OR_RETURN(size_t key_len,
+                   deps_.fs->ReadFileInto(options_.signing_key_file,
+                                          reinterpret_cast<char*>(key_pem.data()), key_pem.size()));
+  key_pem.Shrink(key_len);
   absl::StatusOr<std::string> cert_pem = deps_.fs->ReadFile(options_.signing_cert_file);
   absl::StatusOr<WipeResult> signed_result =
-      cert_pem.ok() ? SignReceipt(*receipt, key_pem, *cert_pem) : cert_pem.status();
-  OPENSSL_cleanse(key_pem.data(), key_pem.size());
+      cert_pem.ok() ? SignReceipt(*receipt, key_pem.view(), *cert_pem) : cert_pem.status();
   if (!signed_result.ok()) {
     receipt->set_complete(false);
     receipt->clear_completed_at();

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -96,6 +97,39 @@ absl::StatusOr<std::string> LinuxFileSystem::ReadFile(const std::string& path) {
   }
   close(fd);
   return out;
+}
+
+absl::StatusOr<size_t> LinuxFileSystem::ReadFileInto(const std::string& path, char* out,
+                                                    size_t capacity) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "open", path);
+  size_t got = 0;
+  while (true) {
+    // One byte of room past `capacity` tells a larger file; it lands in
+    // `extra`, which is wiped with `out`.
+    char extra = 0;
+    char* dst = got < capacity ? out + got : &extra;
+    size_t room = got < capacity ? capacity - got : 1;
+    ssize_t n = read(fd, dst, room);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      explicit_bzero(out, got);
+      return Errno(err, "read", path);
+    }
+    if (n == 0) break;
+    if (dst == &extra) {
+      close(fd);
+      explicit_bzero(out, capacity);
+      explicit_bzero(&extra, 1);
+      return absl::OutOfRangeError(
+          absl::StrCat("read ", path, ": larger than ", capacity, " bytes"));
+    }
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  return got;
 }
 
 absl::Status LinuxFileSystem::WriteFileAtomically(const std::string& path, absl::string_view data,

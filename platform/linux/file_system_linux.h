@@ -14,6 +14,8 @@ class LinuxFileSystem final : public FileSystem {
  public:
   // platform::FileSystem
   absl::StatusOr<std::string> ReadFile(const std::string& path) override;
+  absl::StatusOr<size_t> ReadFileInto(const std::string& path, char* out,
+                                      size_t capacity) override;
   absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
                                    uint32_t mode) override;
   absl::StatusOr<AppendableFilePtr> OpenForAppend(const std::string& path,

@@ -1,5 +1,7 @@
 #include "tests/fakes/fake_file_system.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 
 namespace nodeward::platform {
@@ -53,9 +55,27 @@ absl::Status FakeFileSystem::MaybeFail() {
 
 absl::StatusOr<std::string> FakeFileSystem::ReadFile(const std::string& path) {
   absl::MutexLock lock(&mu_);
+  reads_.push_back(path);
   auto it = files_.find(path);
   if (it == files_.end()) return absl::NotFoundError(absl::StrCat("open ", path));
   return it->second.data;
+}
+
+absl::StatusOr<size_t> FakeFileSystem::ReadFileInto(const std::string& path, char* out,
+                                                    size_t capacity) {
+  absl::MutexLock lock(&mu_);
+  auto it = files_.find(path);
+  if (it == files_.end()) return absl::NotFoundError(absl::StrCat("open ", path));
+  if (it->second.data.size() > capacity) {
+    return absl::OutOfRangeError(absl::StrCat("read ", path, ": larger than ", capacity));
+  }
+  std::memcpy(out, it->second.data.data(), it->second.data.size());
+  return it->second.data.size();
+}
+
+std::vector<std::string> FakeFileSystem::reads() {
+  absl::MutexLock lock(&mu_);
+  return reads_;
 }
 
 absl::Status FakeFileSystem::WriteFileAtomically(const std::string& path, absl::string_view data,

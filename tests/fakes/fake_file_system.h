@@ -19,6 +19,10 @@ class FakeFileSystem final : public FileSystem {
  public:
   // platform::FileSystem
   absl::StatusOr<std::string> ReadFile(const std::string& path) override;
+  absl::StatusOr<size_t> ReadFileInto(const std::string& path, char* out,
+                                      size_t capacity) override;
+  // Every path read with ReadFile, in order (ReadFileInto is not listed).
+  std::vector<std::string> reads();
   absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
                                    uint32_t mode) override;
   absl::StatusOr<AppendableFilePtr> OpenForAppend(const std::string& path, uint32_t mode) override;
@@ -61,6 +65,7 @@ class FakeFileSystem final : public FileSystem {
   int syncs_ ABSL_GUARDED_BY(mu_) = 0;
   absl::StatusCode fail_sync_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
   std::vector<std::pair<std::string, std::string>> overwrites_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> reads_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nodeward::platform

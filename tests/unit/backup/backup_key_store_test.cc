@@ -47,6 +47,18 @@ TEST_F(BackupKeyStoreTest, InstallsMatchingPrivateKey) {
   EXPECT_NE(pem.find("BEGIN PRIVATE KEY"), std::string::npos);
 }
 
+// Checking that a resent private key is already there must not read it back:
+// its text would be left in ordinary (unlocked, dumpable) memory.
+TEST_F(BackupKeyStoreTest, ResentPrivateKeyIsNeverReadBack) {
+  ASSERT_THAT(store_.Install("svc-1", K().a.public_key().ToPem(), Pem(K().a)), IsOk());
+  auto again = store_.Install("svc-1", K().a.public_key().ToPem(), Pem(K().a));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->changed);
+  for (const std::string& path : fs_.reads()) {
+    EXPECT_EQ(path.find(".key"), std::string::npos) << path;
+  }
+}
+
 TEST_F(BackupKeyStoreTest, RotationKeepsOldKeysAndMovesCurrent) {
   ASSERT_THAT(store_.Install("svc-1", K().a.public_key().ToPem(), std::nullopt), IsOk());
   ASSERT_THAT(store_.Install("svc-1", K().b.public_key().ToPem(), std::nullopt), IsOk());
