@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/app/config.h"
+#include "agent/attest/signing_key.h"
 #include "agent/backup/backup_key_store.h"
 #include "agent/command/ping_handler.h"
 #include "agent/common/logging.h"
@@ -59,10 +60,14 @@ absl::Status AgentApp::Start() {
     absl::Status (AgentApp::*run)();
   };
   static constexpr Step kSteps[] = {
+      // Nothing touches the system before the whole config and all TLS
+      // material are known good (security rule 8).
       {"load config", &AgentApp::LoadConfigStep},
+      {"check TLS material", &AgentApp::CheckTlsStep},
       {"read identity", &AgentApp::ReadIdentityStep},
       {"open command ledger", &AgentApp::OpenLedgerStep},
       {"open audit log", &AgentApp::OpenAuditStep},
+      {"load signing key", &AgentApp::LoadSigningKeyStep},
       {"build pipeline", &AgentApp::BuildPipelineStep},
       {"restore firewall", &AgentApp::RestoreFirewallStep},
       {"restore volumes", &AgentApp::RestoreVolumesStep},
@@ -85,6 +90,32 @@ absl::Status AgentApp::LoadConfigStep() {
   ASSIGN_OR_RETURN(config_, LoadConfig(deps_.fs.get(), config_path_));
   absl::MutexLock lock(&mu_);
   info_.node_id = config_.node_id();
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::CheckTlsStep() {
+  // Reads and cross-checks every file (key matches certificate, CA parses)
+  // and builds the credentials the gRPC server will use.
+  ASSIGN_OR_RETURN(server_credentials_, BuildServerCredentials(config_.tls()));
+  return absl::OkStatus();
+}
+
+absl::Status AgentApp::LoadSigningKeyStep() {
+  absl::StatusOr<Ed25519PrivateKey> key =
+      attest::LoadOrCreateSigningKey(deps_.fs.get(), config_.state_dir() + "/signing.key");
+  if (!key.ok()) {
+    // The agent still serves (and keeps the firewall up); a wipe cannot
+    // issue a receipt until the key is back, and health says why.
+    NW_LOG_ERROR("signing key unusable: ", key.status().message());
+    absl::MutexLock lock(&mu_);
+    info_.startup_problems.push_back(
+        absl::StrCat("SIGNING_KEY_UNAVAILABLE: ", key.status().message()));
+    return absl::OkStatus();
+  }
+  signing_key_ = std::make_unique<Ed25519PrivateKey>(std::move(key).value());
+  absl::MutexLock lock(&mu_);
+  info_.signing_public_key = signing_key_->PublicRaw();
+  info_.signing_key_id = signing_key_->KeyId();
   return absl::OkStatus();
 }
 
@@ -183,7 +214,7 @@ absl::Status AgentApp::BuildPipelineStep() {
   auto wipe_handler = std::make_unique<wipe::WipeHandler>(
       wipe::WipeDeps{volumes_, backup_keys_.get(), deps_.fs.get(), deps_.clock.get()},
       wipe::WipeOptions{config_.state_dir() + "/wipe.pb", identity_.node_id, identity_.boot_id,
-                        config_.tls().server_key_file(), config_.tls().server_cert_file()});
+                        signing_key_.get()});
   wipe_ = wipe_handler.get();
   // A wiped node takes no new volumes or keys.
   for (const char* type : {"setup_volume", "provision_backup_key"}) {
@@ -290,7 +321,7 @@ absl::Status AgentApp::StartStatusSocketStep() {
 }
 
 absl::Status AgentApp::StartGrpcStep() {
-  ASSIGN_OR_RETURN(auto creds, BuildServerCredentials(config_.tls()));
+  std::shared_ptr<grpc::ServerCredentials> creds = server_credentials_;
   executor_ = std::make_unique<CommandExecutor>(kCommandThreads, kCommandQueue);
   service_ = std::make_unique<NodeAgentService>(
       processor_.get(), executor_.get(), &publisher_,

@@ -22,6 +22,8 @@
 #include "agent/server/status_socket.h"
 #include "agent/state/audit_log.h"
 #include "agent/state/command_ledger.h"
+#include "agent/common/crypto.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
@@ -76,7 +78,9 @@ class AgentApp {
 
  private:
   absl::Status LoadConfigStep();
+  absl::Status CheckTlsStep();
   absl::Status ReadIdentityStep();
+  absl::Status LoadSigningKeyStep();
   absl::Status OpenLedgerStep();
   absl::Status OpenAuditStep();
   absl::Status BuildPipelineStep();
@@ -99,6 +103,8 @@ class AgentApp {
   const std::string config_path_;
   nodeward::v1::AgentConfig config_;
   NodeIdentity identity_;
+  std::shared_ptr<grpc::ServerCredentials> server_credentials_;
+  std::unique_ptr<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<CommandLedger> ledger_;
   std::unique_ptr<backup::BackupKeyStore> backup_keys_;
   platform::PacketFilterPtr packet_filter_;

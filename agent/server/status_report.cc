@@ -77,6 +77,8 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   SetFirewall(info, &r);
   for (const auto& v : info.volumes) *r.add_volumes() = v;
   r.set_wipe(info.wipe);
+  r.set_signing_public_key(info.signing_public_key);
+  r.set_signing_key_id(info.signing_key_id);
   return r;
 }
 
@@ -104,6 +106,8 @@ nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const Proces
   r.set_firewall_last_rollback(info.firewall.last_rollback);
   for (const auto& v : info.volumes) *r.add_volumes() = v;
   r.set_wipe(info.wipe);
+  r.set_signing_public_key(info.signing_public_key);
+  r.set_signing_key_id(info.signing_key_id);
   return r;
 }
 

@@ -28,6 +28,8 @@ struct AgentInfo {
   std::vector<nodeward::v1::VolumeStatus> volumes;
   std::string wipe;              // WipeHandler::Describe()
   bool wipe_incomplete = false;  // a wipe started and is not verified complete
+  std::string signing_public_key;  // raw Ed25519 (empty: not loaded)
+  std::string signing_key_id;
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/backup/backup_key_store.h"
 #include "agent/command/command_handler.h"
+#include "agent/common/crypto.h"
 #include "agent/volume/volume_manager.h"
 #include "nodeward/v1/agent.pb.h"
 #include "nodeward/v1/state.pb.h"
@@ -18,22 +19,6 @@
 #include "platform/file_system.h"
 
 namespace nodeward::wipe {
-
-// What the receipt signature covers: this context string, a NUL, then the
-// serialized WipeReceipt.
-inline constexpr absl::string_view kReceiptContext = "nodeward.v1.WipeReceipt";
-
-// Signs `receipt` with the private key in `key_pem` (the agent's TLS key:
-// EC or RSA with SHA-256, or Ed25519) and names the certificate in
-// `cert_pem` by its SHA-256.
-absl::StatusOr<nodeward::v1::WipeResult> SignReceipt(const nodeward::v1::WipeReceipt& receipt,
-                                                     absl::string_view key_pem,
-                                                     absl::string_view cert_pem);
-// Checks a WipeResult against a PEM certificate: the certificate's key made
-// the signature over the receipt bytes, and the named certificate is this
-// one. Returns the receipt.
-absl::StatusOr<nodeward::v1::WipeReceipt> VerifyReceipt(const nodeward::v1::WipeResult& result,
-                                                        absl::string_view cert_pem);
 
 struct WipeDeps {
   volume::VolumeManager* volumes = nullptr;       // null when volumes are disabled
@@ -46,8 +31,9 @@ struct WipeOptions {
   std::string state_path;  // <state_dir>/wipe.pb
   std::string node_id;
   std::string boot_id;
-  std::string signing_key_file;   // the agent's TLS key (PEM)
-  std::string signing_cert_file;  // the agent's TLS certificate (PEM)
+  // The agent's signing key (agent/attest/signing_key.h); null: the wipe
+  // runs but no receipt can be issued, so it never reports complete.
+  const Ed25519PrivateKey* signing_key = nullptr;
 };
 
 // Applies Wipe (docs/wipe.md). The record of a wipe is written before any

@@ -449,20 +449,32 @@ int Test() {
   std::ofstream(kWork + "/wipe.out") << out;
   Check("wipe after the restart: the resumed wipe's receipt",
         Contains(out, "APPLIED") && Contains(out, "already_wiped"), out);
-  Run(bin + "/nodewardctl wipe-receipt verify --cert " + kWork + "/pki/server.pem --in " + kWork +
+  // The orchestrator pins the agent's signing key from status/health.
+  {
+    const std::string st = Status();
+    const std::string field = "\"signing_public_key\": \"";
+    const size_t at = st.find(field);
+    const size_t end = at == std::string::npos ? at : st.find('"', at + field.size());
+    Check("status reports the agent's signing public key", end != std::string::npos, st);
+    if (end != std::string::npos) {
+      std::ofstream(kWork + "/signing.pub") << st.substr(at + field.size(), end - at - field.size());
+    }
+  }
+  Run(bin + "/nodewardctl wipe-receipt verify --key " + kWork + "/signing.pub --in " + kWork +
           "/wipe.out",
       &out);
-  Check("receipt verifies against the agent's certificate, complete, 3 volumes + 3 key files",
+  Check("receipt verifies against the agent's signing key, complete, 3 volumes + 3 key files + dir",
         Contains(out, "wipe receipt OK") && Contains(out, "complete") &&
-            Contains(out, ", 6 items,") && Contains(out, "is not attached"),
+            Contains(out, ", 7 items,") && Contains(out, "is not attached"),
         out);
   Check("the receipt says the wipe was resumed", Contains(out, "\"resumed\": true"), out);
   Check("the busy volume was detached and its mapping force-removed",
         Contains(out, "detached /srv/nodeward/wal") && Contains(out, "force-removed"), out);
-  Run(bin + "/nodewardctl wipe-receipt verify --cert " + kWork + "/pki/client.pem --in " + kWork +
+  Run(bin + "/nodewardctl wipe-receipt verify --key " + kWork + "/pki/server.pem --in " + kWork +
           "/wipe.out",
       &out);
-  Check("receipt does not verify against another certificate", Contains(out, "NOT valid"), out);
+  Check("the agent's TLS certificate is refused as a receipt key",
+        Contains(out, "not an Ed25519 public key"), out);
   for (const std::string& dev : {d1, d2}) {
     Check("no LUKS header left on " + dev, Run("cryptsetup isLuks " + dev, &out) != 0, out);
   }

@@ -26,7 +26,7 @@
 #include "agent/common/proto_util.h"
 #include "agent/common/secure_buffer.h"
 #include "agent/state/audit_log.h"
-#include "agent/wipe/wipe.h"
+#include "agent/wipe/receipt.h"
 #include "grpcpp/client_context.h"
 #include "nodeward/v1/agent.grpc.pb.h"
 #include "nodeward/v1/state.pb.h"
@@ -59,10 +59,13 @@ Reference orchestrator client:
        [--timeout-seconds N]               how long to wait for the outcome (default 10;
                                            a wipe or a mkfs of a big disk takes longer)
   watch TARGET_OPTS [--count N]            stream health reports
-  wipe-receipt verify --cert FILE [--in FILE]
+  wipe-receipt verify --key FILE [--in FILE]
                                            check a Wipe result (the JSON `send` printed,
                                            with or without its APPLIED prefix) against
-                                           the agent's certificate; prints the receipt
+                                           the agent's signing public key (health:
+                                           signing_public_key, base64, or a PEM PUBLIC
+                                           KEY; never its TLS certificate); prints the
+                                           receipt
 
 TARGET_OPTS: --target HOST:PORT --ca FILE --cert FILE --key FILE [--server-name N]
 SIGN_OPTS:   --signing-key FILE (repeat for several signers)
@@ -353,9 +356,15 @@ int AuditVerify(const Args& a) {
 }
 
 int WipeReceiptVerify(const Args& a) {
-  if (a.Get("cert").empty()) return Fail(absl::InvalidArgumentError("--cert FILE is required"));
-  absl::StatusOr<std::string> cert = ReadTextFile(a.Get("cert"));
-  if (!cert.ok()) return Fail(cert.status());
+  if (a.Get("key").empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--key FILE is required: the agent's signing public key as health reports it "
+        "(signing_public_key, base64) or a PEM PUBLIC KEY"));
+  }
+  absl::StatusOr<std::string> key_text = ReadTextFile(a.Get("key"));
+  if (!key_text.ok()) return Fail(key_text.status());
+  absl::StatusOr<Ed25519PublicKey> key = nodeward::wipe::ParseSigningPublicKey(*key_text);
+  if (!key.ok()) return Fail(key.status());
   std::string text;
   if (a.Get("in").empty() || a.Get("in") == "-") {
     std::stringstream ss;
@@ -374,12 +383,12 @@ int WipeReceiptVerify(const Args& a) {
     return Fail(s);
   }
   if (!result.has_wipe()) return Fail(absl::InvalidArgumentError("not the result of a Wipe"));
-  absl::StatusOr<nodeward::v1::WipeReceipt> r = nodeward::wipe::VerifyReceipt(result.wipe(), *cert);
+  absl::StatusOr<nodeward::v1::WipeReceipt> r = nodeward::wipe::VerifyReceipt(result.wipe(), *key);
   if (!r.ok()) {
     std::cerr << "wipe receipt NOT valid: " << r.status().message() << "\n";
     return 3;
   }
-  std::cout << ToJsonPretty(*r) << "\nwipe receipt OK: signed by the certificate given ("
+  std::cout << ToJsonPretty(*r) << "\nwipe receipt OK: signed by key " << key->key_id() << " ("
             << result.wipe().signature_algorithm() << "), " << r->items_size() << " items, "
             << (r->complete() ? "complete" : "NOT complete") << "\n";
   return r->complete() ? 0 : 3;

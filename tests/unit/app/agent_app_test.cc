@@ -2,12 +2,17 @@
 // name in the error, READY=1 is never sent, and teardown still runs.
 #include "agent/app/agent_app.h"
 
+#include <stdlib.h>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_file_system.h"
+#include "tests/fakes/fake_packet_filter.h"
 #include "tests/fakes/fake_service_notifier.h"
+#include "tools/nodewardctl/dev_pki.h"
 
 namespace nodeward {
 namespace {
@@ -18,7 +23,26 @@ struct Harness {
   std::unique_ptr<AgentApp> app;
 };
 
-Harness Make(std::function<void(platform::FakeFileSystem*)> setup) {
+// TLS material is read from real files (gRPC reads them): one dev PKI per
+// test binary in a temp dir.
+const std::string& PkiDir() {
+  static const std::string* dir = [] {
+    char tmpl[] = "/tmp/nw-app-pki.XXXXXX";
+    auto* d = new std::string(mkdtemp(tmpl));
+    DevPkiOptions o;
+    o.out_dir = *d;
+    EXPECT_THAT(GenerateDevPki(o), testing::IsOk());
+    return d;
+  }();
+  return *dir;
+}
+
+std::string TlsJson(const std::string& key_file) {
+  return absl::StrCat(R"("tls": {"server_cert_file": ")", PkiDir(), R"(/server.pem",
+      "server_key_file": ")", key_file, R"(", "client_ca_file": ")", PkiDir(), R"(/ca.pem"})");
+}
+
+Harness Make(std::function<void(platform::FakeFileSystem*)> setup, int* filters_made = nullptr) {
   auto fs = std::make_unique<platform::FakeFileSystem>();
   auto notifier = std::make_unique<platform::FakeServiceNotifier>();
   setup(fs.get());
@@ -27,6 +51,10 @@ Harness Make(std::function<void(platform::FakeFileSystem*)> setup) {
   deps.clock = std::make_unique<platform::FakeClock>();
   deps.fs = std::move(fs);
   deps.notifier = std::move(notifier);
+  deps.make_packet_filter = [filters_made](const std::string&) -> platform::PacketFilterPtr {
+    if (filters_made != nullptr) ++*filters_made;
+    return std::make_unique<platform::FakePacketFilter>();
+  };
   h.app = std::make_unique<AgentApp>(std::move(deps), "/etc/agent.json");
   return h;
 }
@@ -49,19 +77,43 @@ TEST(AgentAppTest, MissingConfigStopsAtFirstStep) {
 
 TEST(AgentAppTest, MissingBootIdStopsAtIdentityStep) {
   auto h = Make([](platform::FakeFileSystem* fs) {
-    fs->SetContent("/etc/agent.json", R"({"node_id": "n", "listen_address": "127.0.0.1:0",
-      "boot_id_file": "/boot_id"})");
+    fs->SetContent("/etc/agent.json", absl::StrCat(R"({"node_id": "n", "listen_address": "127.0.0.1:0",
+      "boot_id_file": "/boot_id", )", TlsJson(PkiDir() + "/server.key"), "}"));
   });
   absl::Status s = h.app->Start();
   EXPECT_TRUE(absl::StrContains(s.message(), "startup step 'read identity'")) << s;
   EXPECT_FALSE(SentReady(h.notifier));
 }
 
+// Security rule 8: with a TLS key missing (or not matching the certificate)
+// the agent stops before any step that touches the system: on fcf3c42 it
+// rewrote the nft table first ("restore firewall" ran before "start gRPC").
+TEST(AgentAppTest, BadTlsMaterialStopsBeforeAnySideEffect) {
+  for (const std::string& key : {PkiDir() + "/missing.key", PkiDir() + "/client.key"}) {
+    int made = 0;
+    auto h = Make(
+        [&](platform::FakeFileSystem* fs) {
+          fs->SetContent("/etc/agent.json", absl::StrCat(R"({"node_id": "n",
+            "listen_address": "127.0.0.1:0", "boot_id_file": "/boot_id", "state_dir": "/state",
+            "firewall": {"enabled": true, "management_cidrs": ["10.0.0.0/8"],
+                         "management_ports": [7443]}, )", TlsJson(key), "}"));
+          fs->SetContent("/boot_id", "abc\n");
+        },
+        &made);
+    absl::Status s = h.app->Start();
+    EXPECT_TRUE(absl::StrContains(s.message(), "startup step 'check TLS material'")) << s;
+    EXPECT_EQ(made, 0) << key;
+    EXPECT_FALSE(h.fs->Exists("/state")) << "state dir touched for " << key;
+    EXPECT_FALSE(SentReady(h.notifier));
+    h.app->Stop();
+  }
+}
+
 TEST(AgentAppTest, LaterStepFailureStillRunsTeardown) {
   auto h = Make([](platform::FakeFileSystem* fs) {
-    fs->SetContent("/etc/agent.json", R"({"node_id": "n", "listen_address": "127.0.0.1:0",
-      "boot_id_file": "/boot_id", "state_dir": "/state",
-      "status_socket": {"path": "/nonexistent-dir/nodeward-test/status.sock"}})");
+    fs->SetContent("/etc/agent.json", absl::StrCat(R"({"node_id": "n", "listen_address": "127.0.0.1:0",
+      "boot_id_file": "/boot_id", "state_dir": "/state", )", TlsJson(PkiDir() + "/server.key"), R"(,
+      "status_socket": {"path": "/nonexistent-dir/nodeward-test/status.sock"}})"));
     fs->SetContent("/boot_id", "abc\n");
   });
   absl::Status s = h.app->Start();

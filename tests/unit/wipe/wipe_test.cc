@@ -1,9 +1,13 @@
 // Wipe on fakes: every volume crypto-erased (mapping gone, header gone,
 // verified), backup key files overwritten and removed, a receipt signed with
-// the agent's TLS key that verifies against its certificate; resend returns
+// the agent's own Ed25519 signing key (never its TLS key); resend returns
 // the same receipt; a wipe cut short is finished at the next start; a wiped
 // node takes no new volumes or keys.
 #include "agent/wipe/wipe.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include <unistd.h>
 
@@ -11,7 +15,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "agent/backup/backup_keys.h"
+#include "agent/wipe/receipt.h"
 #include "gtest/gtest.h"
 #include "tests/common/backup_test_util.h"
 #include "tests/common/status_matchers.h"
@@ -40,10 +46,15 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-// One dev PKI per test binary: the agent's TLS key and certificate, and a
-// second certificate that must not verify the receipt.
+// One dev PKI per test binary: the agent's TLS key and certificate (which
+// must never make or verify a receipt), and the agent's signing key beside
+// another Ed25519 key that must not verify it.
 struct Pki {
   std::string key, cert, other_cert;
+  Ed25519PrivateKey signer = Ed25519PrivateKey::Generate().value();
+  Ed25519PrivateKey other = Ed25519PrivateKey::Generate().value();
+  Ed25519PublicKey signer_pub = Ed25519PublicKey::FromRaw(signer.PublicRaw()).value();
+  Ed25519PublicKey other_pub = Ed25519PublicKey::FromRaw(other.PublicRaw()).value();
   Pki() {
     char tmpl[] = "/tmp/nw-wipe-pki.XXXXXX";
     std::string dir = mkdtemp(tmpl);
@@ -96,8 +107,7 @@ class WipeTest : public ::testing::Test {
   std::unique_ptr<WipeHandler> Handler() {
     return std::make_unique<WipeHandler>(
         WipeDeps{volumes_.get(), &keys_, &fs_, &clock_},
-        WipeOptions{"/state/wipe.pb", "node-1", "boot-1", "/etc/nodeward/server.key",
-                    "/etc/nodeward/server.pem"});
+        WipeOptions{"/state/wipe.pb", "node-1", "boot-1", &P().signer});
   }
   std::vector<std::string> KeyFiles() {
     std::vector<std::string> out;
@@ -127,16 +137,18 @@ TEST_F(WipeTest, ErasesEveryVolumeAndKeyFileAndSignsAReceipt) {
   ASSERT_THAT(r, IsOk());
   ASSERT_TRUE(r->has_wipe());
   EXPECT_FALSE(r->wipe().already_wiped());
-  EXPECT_EQ(r->wipe().signature_algorithm(), "ecdsa-sha256");
+  EXPECT_EQ(r->wipe().signature_algorithm(), "ed25519");
+  EXPECT_EQ(r->wipe().payload_type(), kReceiptPayloadType);
+  EXPECT_EQ(r->wipe().signing_key_id(), P().signer.KeyId());
 
-  auto receipt = VerifyReceipt(r->wipe(), P().cert);
+  auto receipt = VerifyReceipt(r->wipe(), P().signer_pub);
   ASSERT_THAT(receipt, IsOk());
   EXPECT_TRUE(receipt->complete());
   EXPECT_FALSE(receipt->resumed());
   EXPECT_EQ(receipt->node_id(), "node-1");
   EXPECT_EQ(receipt->sequence(), 7u);
   EXPECT_EQ(receipt->reason(), "termination ticket T-1");
-  ASSERT_EQ(receipt->items_size(), 5);
+  ASSERT_EQ(receipt->items_size(), 6);  // 2 volumes, 3 key files, the key directory
   for (const WipeItem& i : receipt->items()) EXPECT_TRUE(i.verified()) << i.id() << ": " << i.detail();
   EXPECT_EQ(receipt->items(0).kind(), WipeItem::VOLUME);
   EXPECT_EQ(receipt->items(0).device_path(), "/dev/vdb");
@@ -207,7 +219,7 @@ TEST_F(WipeTest, InterruptedWipeIsFinishedAtTheNextStart) {
   auto again = restarted->Apply(WipeCmd(8));
   ASSERT_THAT(again, IsOk());
   EXPECT_TRUE(again->wipe().already_wiped());
-  auto receipt = VerifyReceipt(again->wipe(), P().cert);
+  auto receipt = VerifyReceipt(again->wipe(), P().signer_pub);
   ASSERT_THAT(receipt, IsOk());
   EXPECT_TRUE(receipt->resumed());
   EXPECT_EQ(receipt->sequence(), 7u);  // the command that ordered it
@@ -220,7 +232,7 @@ TEST_F(WipeTest, DetachedDiskIsErasedByItsLostKeyAndSaysSo) {
   v_.RemoveDisk(kDisk2);
   auto r = handler_->Apply(WipeCmd(7));
   ASSERT_THAT(r, IsOk());
-  auto receipt = VerifyReceipt(r->wipe(), P().cert);
+  auto receipt = VerifyReceipt(r->wipe(), P().signer_pub);
   ASSERT_THAT(receipt, IsOk());
   ASSERT_GE(receipt->items_size(), 2);
   EXPECT_TRUE(receipt->items(1).verified());
@@ -268,15 +280,95 @@ TEST_F(WipeTest, UnrecordedIntentDoesNothing) {
 TEST_F(WipeTest, ReceiptIsBoundToTheKeyAndTheBytes) {
   auto r = handler_->Apply(WipeCmd(7));
   ASSERT_THAT(r, IsOk());
-  EXPECT_THAT(VerifyReceipt(r->wipe(), P().other_cert), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(VerifyReceipt(r->wipe(), P().other_pub), StatusIs(StatusCode::kInvalidArgument));
   nodeward::v1::WipeResult bad = r->wipe();
   std::string bytes = bad.receipt();
   bytes[bytes.size() / 2] ^= 1;
   bad.set_receipt(bytes);
-  EXPECT_THAT(VerifyReceipt(bad, P().cert), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(VerifyReceipt(bad, P().signer_pub), StatusIs(StatusCode::kDataLoss));
   bad = r->wipe();
-  bad.set_signer_certificate_sha256(std::string(64, '0'));
-  EXPECT_FALSE(VerifyReceipt(bad, P().cert).ok());
+  bad.set_signing_key_id(P().other.KeyId());
+  EXPECT_FALSE(VerifyReceipt(bad, P().signer_pub).ok());
+  bad = r->wipe();
+  bad.set_payload_type("application/vnd.nodeward.something-else");
+  EXPECT_THAT(VerifyReceipt(bad, P().signer_pub), StatusIs(StatusCode::kInvalidArgument));
+}
+
+// The signature scheme of fcf3c42 (the TLS key over "nodeward.v1.WipeReceipt\0"
+// + bytes) is what a TLS 1.2 handshake hands any peer: such a result is
+// refused, and the TLS certificate or key is not accepted as a receipt key.
+TEST_F(WipeTest, ReceiptSignedWithTheTlsKeyIsRefused) {
+  auto r = handler_->Apply(WipeCmd(7));
+  ASSERT_THAT(r, IsOk());
+  nodeward::v1::WipeResult forged = r->wipe();
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(P().key.data(), static_cast<int>(P().key.size())), BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> tls_key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  ASSERT_TRUE(tls_key);
+  const std::string msg = std::string("nodeward.v1.WipeReceipt") + '\0' + forged.receipt();
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  size_t len = 0;
+  ASSERT_EQ(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, tls_key.get()), 1);
+  ASSERT_EQ(EVP_DigestSign(ctx.get(), nullptr, &len,
+                           reinterpret_cast<const unsigned char*>(msg.data()), msg.size()), 1);
+  std::string sig(len, '\0');
+  ASSERT_EQ(EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                           reinterpret_cast<const unsigned char*>(msg.data()), msg.size()), 1);
+  sig.resize(len);
+  forged.set_signature(sig);
+  forged.set_signature_algorithm("ecdsa-sha256");
+  EXPECT_FALSE(VerifyReceipt(forged, P().signer_pub).ok());
+  forged.set_signature_algorithm("ed25519");
+  EXPECT_FALSE(VerifyReceipt(forged, P().signer_pub).ok());
+  // Neither the certificate nor its public key is a receipt key.
+  EXPECT_THAT(ParseSigningPublicKey(P().cert), StatusIs(StatusCode::kInvalidArgument));
+  std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), BIO_free);
+  ASSERT_EQ(PEM_write_bio_PUBKEY(out.get(), tls_key.get()), 1);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out.get(), &data);
+  EXPECT_THAT(ParseSigningPublicKey(std::string(data, n)), StatusIs(StatusCode::kInvalidArgument));
+  // The agent's own key in both accepted forms.
+  std::string b64;
+  absl::Base64Escape(P().signer.PublicRaw(), &b64);
+  ASSERT_THAT(ParseSigningPublicKey(b64 + "\n"), IsOk());
+  EXPECT_EQ(ParseSigningPublicKey(b64)->key_id(), P().signer.KeyId());
+}
+
+// Even under the right key, a receipt must be exactly a receipt: unknown
+// fields (what the TLS 1.2 forgery needs to swallow the handshake bytes) and
+// missing node, boot, command id, sequence or items are refused.
+TEST_F(WipeTest, VerifierRejectsUnknownFieldsAndMissingFacts) {
+  auto r = handler_->Apply(WipeCmd(7));
+  ASSERT_THAT(r, IsOk());
+  auto sign = [](const std::string& bytes) {
+    nodeward::v1::WipeResult w;
+    w.set_receipt(bytes);
+    w.set_signature(P().signer.Sign(Pae(kReceiptPayloadType, bytes)).value());
+    w.set_signature_algorithm("ed25519");
+    w.set_payload_type(std::string(kReceiptPayloadType));
+    w.set_signing_key_id(P().signer.KeyId());
+    return w;
+  };
+  ASSERT_THAT(VerifyReceipt(sign(r->wipe().receipt()), P().signer_pub), IsOk());
+  // complete=true, then field 15 (length-delimited) swallowing the rest.
+  std::string swallow = r->wipe().receipt() + std::string("\x48\x01\x7a\x03xyz", 7);
+  EXPECT_THAT(VerifyReceipt(sign(swallow), P().signer_pub), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(VerifyReceipt(sign(std::string("\x48\x01\x7a\x03xyz", 7)), P().signer_pub),
+              StatusIs(StatusCode::kDataLoss));
+  nodeward::v1::WipeReceipt full;
+  ASSERT_TRUE(full.ParseFromString(r->wipe().receipt()));
+  for (int drop = 0; drop < 5; ++drop) {
+    nodeward::v1::WipeReceipt c = full;
+    if (drop == 0) c.clear_node_id();
+    if (drop == 1) c.clear_boot_id();
+    if (drop == 2) c.clear_command_id();
+    if (drop == 3) c.clear_sequence();
+    if (drop == 4) c.clear_items();
+    EXPECT_THAT(VerifyReceipt(sign(c.SerializeAsString()), P().signer_pub),
+                StatusIs(StatusCode::kDataLoss))
+        << "dropped fact " << drop;
+  }
 }
 
 TEST_F(WipeTest, LongReasonIsRefusedBeforeAnything) {

@@ -1,0 +1,133 @@
+// The security review's findings against the real agent over real mTLS on
+// loopback (issue "Hardening I"): each test failed on fcf3c42.
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/common/proto_util.h"
+#include "agent/wipe/receipt.h"
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/e2e/agent_process.h"
+#include "tests/e2e/tls12_forge.h"
+
+namespace nodeward::testing {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int PortOf(const std::string& target) {
+  int port = 0;
+  (void)absl::SimpleAtoi(target.substr(target.rfind(':') + 1), &port);
+  return port;
+}
+
+// Does `sig` verify under the certificate's key over `msg` with SHA-256?
+bool VerifiesUnderCert(const std::string& cert_pem, const std::string& msg,
+                       const std::string& sig) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+  if (!cert) return false;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  return EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                              X509_get0_pubkey(cert.get())) == 1 &&
+         EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                          sig.size(), reinterpret_cast<const unsigned char*>(msg.data()),
+                          msg.size()) == 1;
+}
+
+// Issue point 1 (critical): the raw ClientHello attack. A peer without a
+// client certificate picks client_random = "nodeward.v1.WipeReceipt\0" +
+// `48 01` (complete: true) + `7a <len>` (an unknown field swallowing the
+// rest) and gets the server's signature over it. On fcf3c42 that was a wipe
+// receipt `wipe-receipt verify` accepted. Now the handshake signature still
+// exists (the oracle is real), but nothing built from it verifies.
+TEST(HardeningE2eTest, WipeReceiptCannotBeForgedFromATls12Handshake) {
+  AgentProcess agent;
+  ASSERT_THAT(agent.Start(), IsOk());
+  const std::string prefix = std::string("nodeward.v1.WipeReceipt") + '\0';
+  const size_t params_len = 69;  // named curve P-256: 1 + 2 + 1 + 65
+  const size_t swallowed = (32 - prefix.size() - 4) + 32 + params_len;
+  std::string random = prefix + std::string("\x48\x01\x7a", 3);
+  random.push_back(static_cast<char>(swallowed));
+  random += std::string(32 - random.size(), '\x50');  // filler inside the unknown field
+  absl::StatusOr<Tls12KeyExchange> kx = GetServerKeyExchange(PortOf(agent.target()), random);
+  ASSERT_THAT(kx, IsOk()) << agent.Log();
+  ASSERT_EQ(kx->params.size(), params_len);
+  const std::string receipt_bytes = random.substr(prefix.size()) + kx->server_random + kx->params;
+  // The oracle: the TLS key signed exactly what the old scheme verified.
+  ASSERT_TRUE(VerifiesUnderCert(Slurp(agent.dir() + "/pki/server.pem"), prefix + receipt_bytes,
+                                kx->signature));
+  nodeward::v1::WipeReceipt parsed;
+  ASSERT_TRUE(parsed.ParseFromString(receipt_bytes));
+  EXPECT_TRUE(parsed.complete());  // what the forgery says
+
+  nodeward::v1::CommandResult forged;
+  forged.set_command_id("00000000-0000-4000-8000-000000000001");
+  forged.mutable_wipe()->set_receipt(receipt_bytes);
+  forged.mutable_wipe()->set_signature(kx->signature);
+  forged.mutable_wipe()->set_signature_algorithm("ecdsa-sha256");
+  const std::string forged_file = agent.dir() + "/forged.json";
+  std::ofstream(forged_file) << "APPLIED " << ToJsonLine(forged) << "\n";
+
+  // The agent's signing key, as an orchestrator pins it from status/health.
+  absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
+  ASSERT_THAT(st, IsOk());
+  ASSERT_EQ(st->signing_public_key().size(), 32u);
+  std::string b64;
+  absl::Base64Escape(st->signing_public_key(), &b64);
+  const std::string key_file = agent.dir() + "/signing.pub";
+  std::ofstream(key_file) << b64 << "\n";
+  absl::StatusOr<Ed25519PublicKey> pinned = wipe::ParseSigningPublicKey(b64);
+  ASSERT_THAT(pinned, IsOk());
+  EXPECT_EQ(pinned->key_id(), st->signing_key_id());
+
+  std::string out;
+  for (const char* alg : {"ecdsa-sha256", "ed25519"}) {
+    forged.mutable_wipe()->set_signature_algorithm(alg);
+    forged.mutable_wipe()->set_payload_type(std::string(wipe::kReceiptPayloadType));
+    forged.mutable_wipe()->set_signing_key_id(pinned->key_id());
+    EXPECT_FALSE(wipe::VerifyReceipt(forged.wipe(), *pinned).ok()) << alg;
+  }
+  EXPECT_NE(RunCommand(absl::StrCat(NODEWARDCTL_BIN, " wipe-receipt verify --key ", key_file,
+                                    " --in ", forged_file, " 2>&1"),
+                       &out),
+            0)
+      << out;
+  EXPECT_FALSE(absl::StrContains(out, "wipe receipt OK")) << out;
+  // The TLS certificate is not accepted as a receipt key at all.
+  EXPECT_NE(RunCommand(absl::StrCat(NODEWARDCTL_BIN, " wipe-receipt verify --key ", agent.dir(),
+                                    "/pki/server.pem --in ", forged_file, " 2>&1"),
+                       &out),
+            0);
+  EXPECT_TRUE(absl::StrContains(out, "not an Ed25519 public key")) << out;
+  // The signing key is the same after a restart (it is pinned once).
+  EXPECT_EQ(agent.Stop(SIGTERM), 0);
+  ASSERT_THAT(agent.Start(), IsOk());
+  absl::StatusOr<nodeward::v1::StatusReport> again = agent.Status();
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->signing_key_id(), st->signing_key_id());
+  struct stat sb;
+  ASSERT_EQ(stat((agent.dir() + "/state/signing.key").c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+}
+
+}  // namespace
+}  // namespace nodeward::testing
