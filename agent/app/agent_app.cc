@@ -11,6 +11,7 @@
 #include "agent/common/status_macros.h"
 #include "agent/server/tls.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
 
 namespace nodeward {
@@ -327,7 +328,8 @@ absl::Status AgentApp::StartGrpcStep() {
       processor_.get(), executor_.get(), &publisher_,
       [this] { return BuildHealthReport(Info(), processor_->Stats(), deps_.clock->Now()); },
       std::vector<std::string>(config_.tls().allowed_client_sans().begin(),
-                               config_.tls().allowed_client_sans().end()));
+                               config_.tls().allowed_client_sans().end()),
+      ToVerifierLimits(config_.limits()), config_.limits().max_queued_bytes());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -338,6 +340,12 @@ absl::Status AgentApp::StartGrpcStep() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.limits().max_envelope_bytes()) + 4096);
   builder.SetMaxSendMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
+  // gRPC's own buffers (reads, messages being received) are bounded in
+  // total, so many large envelopes at once cannot grow memory before the
+  // cheap checks see them: one envelope of the largest size fits.
+  grpc::ResourceQuota quota("nodeward-agent");
+  quota.Resize(static_cast<size_t>(config_.limits().max_envelope_bytes()) + (16u << 20));
+  builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0) {
@@ -417,6 +425,7 @@ void AgentApp::Tick() {
       NoteFirewallDrift(repairs);
     }
   }
+  processor_->FlushRefusalSummary();
   if (++ticks_ % 10 == 0) publisher_.Publish();
 }
 

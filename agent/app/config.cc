@@ -1,5 +1,7 @@
 #include "agent/app/config.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "agent/command/trust_store.h"
@@ -30,6 +32,18 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
   // 64 MiB: room for a firewall allow-list of about a million CIDRs.
   if (l->max_envelope_bytes() > (64u << 20)) {
     return absl::InvalidArgumentError("config: limits.max_envelope_bytes above 64 MiB");
+  }
+  if (l->max_small_envelope_bytes() == 0) l->set_max_small_envelope_bytes(65536);
+  if (l->max_small_envelope_bytes() > l->max_envelope_bytes()) {
+    l->set_max_small_envelope_bytes(l->max_envelope_bytes());
+  }
+  if (l->max_queued_bytes() == 0) {
+    l->set_max_queued_bytes(std::max<uint64_t>(2ull * l->max_envelope_bytes(), 1u << 20));
+  }
+  if (l->max_queued_bytes() < l->max_envelope_bytes()) {
+    return absl::InvalidArgumentError(
+        "config: limits.max_queued_bytes below limits.max_envelope_bytes (no envelope of the "
+        "largest size could ever be accepted)");
   }
   if (l->max_signatures() == 0) l->set_max_signatures(8);
   if (l->clock_skew_seconds() == 0) l->set_clock_skew_seconds(300);
@@ -92,6 +106,7 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
 VerifierLimits ToVerifierLimits(const nodeward::v1::LimitsConfig& l) {
   VerifierLimits v;
   v.max_envelope_bytes = l.max_envelope_bytes();
+  v.max_small_envelope_bytes = l.max_small_envelope_bytes();
   v.max_signatures = l.max_signatures();
   v.clock_skew = absl::Seconds(l.clock_skew_seconds());
   v.max_command_lifetime = absl::Seconds(l.max_command_lifetime_seconds());

@@ -1,6 +1,8 @@
 #include "agent/command/command_processor.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/common/status_macros.h"
 #include "agent/common/logging.h"
 #include "agent/common/reason.h"
 #include "agent/common/time_util.h"
@@ -66,6 +68,10 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   const CommandLedger::Mode mode = handler != handlers_.end() && !handler->second->ChangesState()
                                        ? CommandLedger::Mode::kPure
                                        : CommandLedger::Mode::kWriteAhead;
+  // Fail closed (security rule 5): nothing that changes state runs while
+  // its audit record could not be written. Checked before the ledger, so
+  // the sequence number is not consumed.
+  if (mode == CommandLedger::Mode::kWriteAhead) RETURN_IF_ERROR(AuditWritable());
   absl::StatusOr<CommandLedger::Admission> admission = ledger_->Admit(*verified, now, mode);
   if (!admission.ok()) return admission.status();
   if (admission->replay) {
@@ -176,6 +182,95 @@ void CommandProcessor::Finish(const VerifiedCommand* verified, const RejectionFa
   }
   if (!audited.ok()) NW_LOG_ERROR("append audit record: ", audited.message());
   if (notify) notify();
+}
+
+absl::Status CommandProcessor::AuditWritable() {
+  std::string error;
+  {
+    absl::MutexLock lock(&mu_);
+    if (audit_ == nullptr) error = "audit log not open";
+    else error = audit_error_;
+  }
+  if (error.empty()) return absl::OkStatus();
+  if (audit_ != nullptr) {
+    // The last write failed (a full disk, an I/O error): try once more with
+    // a record that says so; success clears the condition.
+    nodeward::v1::AuditRecord a;
+    *a.mutable_time() = ToTimestamp(clock_->Now());
+    a.set_event("audit_resumed");
+    a.set_message(absl::StrCat("audit writes work again after: ", error));
+    if (audit_->Append(a).ok()) {
+      absl::MutexLock lock(&mu_);
+      audit_error_.clear();
+      return absl::OkStatus();
+    }
+  }
+  return Reject(absl::StatusCode::kUnavailable, reason::kAuditUnavailable,
+                absl::StrCat("state-changing commands are refused while the audit log cannot be "
+                             "written: ", error));
+}
+
+void CommandProcessor::RecordEarlyRefusal(const std::string& peer, const std::string& rpc,
+                                          const absl::Status& refusal,
+                                          const RejectionFacts& facts) {
+  FlushRefusalSummary();
+  const absl::Time now = clock_->Now();
+  bool audit_it = false;
+  {
+    absl::MutexLock lock(&refusal_mu_);
+    if (refusals_.start == absl::InfinitePast()) refusals_.start = now;
+    if (refusals_.audited < kRefusalsAuditedPerMinute) {
+      ++refusals_.audited;
+      audit_it = true;
+    } else {
+      ++refusals_.suppressed;
+      ++refusals_.reasons[ReasonOf(refusal)];
+      if (refusals_.peers.size() < 8 || refusals_.peers.count(peer) != 0) ++refusals_.peers[peer];
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    ++rejected_;
+  }
+  if (!audit_it) return;
+  nodeward::v1::AuditRecord a;
+  *a.mutable_time() = ToTimestamp(now);
+  a.set_peer(peer);
+  a.set_rpc(rpc);
+  a.set_command_id(facts.command_id);
+  a.set_sequence(facts.sequence);
+  a.set_command_type(facts.command_type);
+  for (const auto& k : facts.claimed_key_ids) a.add_signer_key_ids(k);
+  a.set_decision("rejected");
+  a.set_reason(ReasonOf(refusal));
+  a.set_message(std::string(refusal.message()));
+  absl::Status s = audit_ == nullptr ? absl::FailedPreconditionError("audit log not open")
+                                     : audit_->Append(a);
+  if (!s.ok()) {
+    NW_LOG_ERROR("append audit record: ", s.message());
+    absl::MutexLock lock(&mu_);
+    audit_error_ = std::string(s.message());
+  }
+}
+
+void CommandProcessor::FlushRefusalSummary() {
+  const absl::Time now = clock_->Now();
+  RefusalWindow ended;
+  {
+    absl::MutexLock lock(&refusal_mu_);
+    if (refusals_.start == absl::InfinitePast() || now - refusals_.start < absl::Minutes(1)) return;
+    ended = std::move(refusals_);
+    refusals_ = RefusalWindow();
+  }
+  if (ended.suppressed == 0) return;
+  std::vector<std::string> reasons, peers;
+  for (const auto& [r, n] : ended.reasons) reasons.push_back(absl::StrCat(r, " x", n));
+  for (const auto& [p, n] : ended.peers) peers.push_back(absl::StrCat(p, " x", n));
+  AuditEvent("refusals_summarised",
+             absl::StrCat(ended.suppressed, " more refusals before the pipeline in the minute from ",
+                          absl::FormatTime(absl::RFC3339_sec, ended.start, absl::UTCTimeZone()),
+                          " (", kRefusalsAuditedPerMinute, " were recorded one by one): ",
+                          absl::StrJoin(reasons, ", "), "; peers: ", absl::StrJoin(peers, ", ")));
 }
 
 void CommandProcessor::ReplaceTrust(TrustStorePtr trust) {

@@ -2,6 +2,7 @@
 #define NODEWARD_AGENT_COMMAND_COMMAND_PROCESSOR_H_
 
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <string>
@@ -56,10 +57,25 @@ class CommandProcessor {
   // Records a non-command event (startup, reload, shutdown) in the audit chain.
   void AuditEvent(const std::string& event, const std::string& message);
 
+  // A refusal made before the pipeline (PEER_NOT_ALLOWED, the wire checks,
+  // AGENT_BUSY) for `rpc`: counted as rejected and audited with the peer's
+  // identity, one record each for the first kRefusalsAuditedPerMinute in a
+  // minute; beyond that only counted, and one `refusals_summarised` record
+  // says how many, which reasons and which peers, when the minute is over.
+  void RecordEarlyRefusal(const std::string& peer, const std::string& rpc,
+                          const absl::Status& refusal, const RejectionFacts& facts);
+  // Writes the summary of a minute that has ended (called by the main loop
+  // tick and by the next refusal).
+  void FlushRefusalSummary();
+  static constexpr int kRefusalsAuditedPerMinute = 30;
+
  private:
   absl::StatusOr<nodeward::v1::CommandResult> Run(absl::string_view envelope_bytes,
                                                   VerifiedCommand* verified, RejectionFacts* facts,
                                                   bool* replayed);
+  // AUDIT_UNAVAILABLE unless the audit log can take the next record
+  // (retries a log whose last write failed with one `audit_resumed` record).
+  absl::Status AuditWritable();
   void Finish(const VerifiedCommand* verified, const RejectionFacts& facts,
               const std::string& peer,
               const absl::StatusOr<nodeward::v1::CommandResult>& result, bool replayed);
@@ -81,6 +97,17 @@ class CommandProcessor {
   std::string audit_error_ ABSL_GUARDED_BY(mu_);
   std::deque<nodeward::v1::RecentCommand> recent_ ABSL_GUARDED_BY(mu_);
   std::function<void()> on_change_ ABSL_GUARDED_BY(mu_);
+
+  // Early refusals in the current minute.
+  struct RefusalWindow {
+    absl::Time start = absl::InfinitePast();
+    int audited = 0;
+    uint64_t suppressed = 0;
+    std::map<std::string, uint64_t> reasons;
+    std::map<std::string, uint64_t> peers;
+  };
+  absl::Mutex refusal_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  RefusalWindow refusals_ ABSL_GUARDED_BY(refusal_mu_);
 };
 
 }  // namespace nodeward

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/command/command_types.h"
+#include "agent/command/envelope_scan.h"
 #include "agent/common/crypto.h"
 #include "agent/common/proto_util.h"
 #include "agent/common/reason.h"
@@ -136,6 +137,7 @@ absl::Status CheckSignatures(const SignedCommand& envelope, const TrustStore& tr
 }
 
 absl::StatusOr<Command> ParsePayload(absl::string_view payload, const std::string& command_type) {
+  if (payload.empty()) return Malformed("payload is empty");
   Command c;
   if (!c.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     return Malformed("payload is not a Command");
@@ -153,6 +155,9 @@ absl::StatusOr<Command> ParsePayload(absl::string_view payload, const std::strin
   if (c.boot_id().empty()) return Malformed("boot_id is empty");
   if (!IsCanonicalUuid(c.command_id())) {
     return Malformed("command_id is not a lower-case canonical UUID");
+  }
+  if (c.command_id() == "00000000-0000-0000-0000-000000000000") {
+    return Malformed("command_id is the nil UUID");
   }
   if (c.sequence() == 0) return Malformed("sequence must be at least 1");
   if (!c.has_issued_at() || !c.has_expires_at()) {
@@ -214,13 +219,15 @@ absl::StatusOr<VerifiedCommand> VerifyCommand(absl::string_view envelope_bytes,
                                               RejectionFacts* facts) {
   RejectionFacts ignored;
   if (facts == nullptr) facts = &ignored;
-  RETURN_IF_ERROR(verify::CheckSize(envelope_bytes.size(), limits));
+  // Sizes, counts and lengths on the wire first: nothing is parsed into
+  // objects before they hold (ENVELOPE_*, TOO_MANY_SIGNATURES, type caps).
+  ASSIGN_OR_RETURN(EnvelopeShape shape, ScanEnvelope(envelope_bytes, limits));
+  facts->command_type = shape.command_type;
   ASSIGN_OR_RETURN(nodeward::v1::SignedCommand env, verify::ParseEnvelope(envelope_bytes, limits));
   for (const auto& sig : env.signatures()) {
     facts->claimed_key_ids.push_back(sig.key_id().substr(0, 64));
   }
-  ASSIGN_OR_RETURN(std::string type, CommandTypeFromPayloadType(env.payload_type()));
-  facts->command_type = type;
+  std::string type = std::move(shape.command_type);
   RETURN_IF_ERROR(verify::CheckSignersAllowed(env, type, trust));
   RETURN_IF_ERROR(verify::CheckThreshold(env, type, trust));
   RETURN_IF_ERROR(verify::CheckSignatures(env, trust));

@@ -14,7 +14,10 @@
 namespace nodeward {
 
 struct VerifierLimits {
+  // The cap for the types that need megabytes (apply_firewall).
   size_t max_envelope_bytes = 65536;
+  // The cap for every other type.
+  size_t max_small_envelope_bytes = 65536;
   size_t max_signatures = 8;
   absl::Duration clock_skew = absl::Minutes(5);
   absl::Duration max_command_lifetime = absl::Hours(1);

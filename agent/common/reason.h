@@ -38,6 +38,7 @@ inline constexpr absl::string_view kShuttingDown = "SHUTTING_DOWN";
 inline constexpr absl::string_view kAgentBusy = "AGENT_BUSY";
 inline constexpr absl::string_view kInDoubt = "IN_DOUBT";
 inline constexpr absl::string_view kApplyFailed = "APPLY_FAILED";
+inline constexpr absl::string_view kAuditUnavailable = "AUDIT_UNAVAILABLE";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

@@ -5,7 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/command/envelope_scan.h"
 #include "agent/common/reason.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "agent/server/grpc_status.h"
 
 namespace nodeward {
@@ -97,15 +99,18 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
 NodeAgentService::NodeAgentService(CommandProcessor* processor, CommandExecutor* executor,
                                    HealthPublisher* publisher,
                                    std::function<HealthReport()> build_report,
-                                   std::vector<std::string> allowed_client_sans)
+                                   std::vector<std::string> allowed_client_sans,
+                                   VerifierLimits limits, size_t max_queued_bytes)
     : processor_(processor),
       executor_(executor),
       publisher_(publisher),
       build_report_(std::move(build_report)),
-      allowed_client_sans_(std::move(allowed_client_sans)) {}
+      allowed_client_sans_(std::move(allowed_client_sans)),
+      limits_(limits),
+      max_queued_bytes_(max_queued_bytes) {}
 
-absl::StatusOr<std::string> NodeAgentService::CheckPeer(
-    grpc::CallbackServerContext* context) const {
+absl::StatusOr<std::string> NodeAgentService::CheckPeer(grpc::CallbackServerContext* context,
+                                                        const char* rpc) const {
   auto auth = context->auth_context();
   std::vector<std::string> sans;
   if (auth) {
@@ -122,24 +127,53 @@ absl::StatusOr<std::string> NodeAgentService::CheckPeer(
       return name;
     }
   }
-  return Reject(absl::StatusCode::kPermissionDenied, reason::kPeerNotAllowed,
-                "client certificate names no allowed orchestrator identity");
+  absl::Status refusal = Reject(absl::StatusCode::kPermissionDenied, reason::kPeerNotAllowed,
+                                "client certificate names no allowed orchestrator identity");
+  processor_->RecordEarlyRefusal(name, rpc, refusal, RejectionFacts{});
+  return refusal;
 }
 
 grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   auto* reactor = context->DefaultReactor();
-  absl::StatusOr<std::string> peer = CheckPeer(context);
+  absl::StatusOr<std::string> peer = CheckPeer(context, "Execute");
   if (!peer.ok()) {
     reactor->Finish(ToGrpcStatus(peer.status(), context));
+    return reactor;
+  }
+  // The cheap checks on gRPC's own buffer, before any copy or parse: sizes,
+  // counts and lengths from the wire, the size cap of the claimed type.
+  const size_t size = request->Length();
+  {
+    grpc::ByteBuffer shared(*request);  // shares the slices, copies nothing
+    grpc::ProtoBufferReader reader(&shared);
+    absl::StatusOr<EnvelopeShape> shape = ScanEnvelope(&reader, size, limits_);
+    if (!shape.ok()) {
+      RejectionFacts facts;
+      processor_->RecordEarlyRefusal(*peer, "Execute", shape.status(), facts);
+      reactor->Finish(ToGrpcStatus(shape.status(), context));
+      return reactor;
+    }
+  }
+  // Bytes held for verification are bounded in total: the copy below and
+  // the signed message (PAE) the verifier builds from it.
+  const size_t cost = 2 * size;
+  if (queued_bytes_.fetch_add(cost) + cost > max_queued_bytes_) {
+    queued_bytes_.fetch_sub(cost);
+    absl::Status busy = Reject(absl::StatusCode::kResourceExhausted, reason::kAgentBusy,
+                               absl::StrCat("too many command bytes queued (cap ",
+                                            max_queued_bytes_, "); retry later"));
+    processor_->RecordEarlyRefusal(*peer, "Execute", busy, RejectionFacts{});
+    reactor->Finish(ToGrpcStatus(busy, context));
     return reactor;
   }
   // Never block a gRPC callback thread: the pipeline (fsync included) runs
   // on the command executor, which finishes the reactor.
   bool posted = executor_->Post([this, context, reactor, response, bytes = Flatten(*request),
-                                 peer = *peer] {
+                                 peer = *peer, cost] {
     absl::StatusOr<nodeward::v1::CommandResult> result = processor_->Execute(bytes, peer);
+    queued_bytes_.fetch_sub(cost);
     if (!result.ok()) {
       reactor->Finish(ToGrpcStatus(result.status(), context));
       return;
@@ -150,6 +184,7 @@ grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext*
     reactor->Finish(grpc::Status::OK);
   });
   if (!posted) {
+    queued_bytes_.fetch_sub(cost);
     reactor->Finish(ToGrpcStatus(Reject(absl::StatusCode::kResourceExhausted, reason::kAgentBusy,
                                         "too many commands queued; retry later"),
                                  context));
@@ -159,7 +194,7 @@ grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<HealthReport>* NodeAgentService::WatchHealth(
     grpc::CallbackServerContext* context, const nodeward::v1::WatchHealthRequest* request) {
-  absl::StatusOr<std::string> peer = CheckPeer(context);
+  absl::StatusOr<std::string> peer = CheckPeer(context, "WatchHealth");
   if (!peer.ok()) {
     class Refuse final : public grpc::ServerWriteReactor<HealthReport> {
      public:

@@ -1,6 +1,7 @@
 #ifndef NODEWARD_AGENT_SERVER_NODE_AGENT_SERVICE_H_
 #define NODEWARD_AGENT_SERVER_NODE_AGENT_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -23,7 +24,8 @@ class NodeAgentService final : public NodeAgentBase {
   NodeAgentService(CommandProcessor* processor, CommandExecutor* executor,
                    HealthPublisher* publisher,
                    std::function<nodeward::v1::HealthReport()> build_report,
-                   std::vector<std::string> allowed_client_sans);
+                   std::vector<std::string> allowed_client_sans, VerifierLimits limits,
+                   size_t max_queued_bytes);
 
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
                                     const grpc::ByteBuffer* request,
@@ -33,14 +35,19 @@ class NodeAgentService final : public NodeAgentBase {
       const nodeward::v1::WatchHealthRequest* request) override;
 
  private:
-  // OK with a printable peer name, or PEER_NOT_ALLOWED.
-  absl::StatusOr<std::string> CheckPeer(grpc::CallbackServerContext* context) const;
+  // OK with a printable peer name, or PEER_NOT_ALLOWED (audited, bounded).
+  absl::StatusOr<std::string> CheckPeer(grpc::CallbackServerContext* context,
+                                        const char* rpc) const;
 
   CommandProcessor* const processor_;
   CommandExecutor* const executor_;
   HealthPublisher* const publisher_;
   const std::function<nodeward::v1::HealthReport()> build_report_;
   const std::vector<std::string> allowed_client_sans_;
+  const VerifierLimits limits_;
+  const size_t max_queued_bytes_;
+  // Bytes of accepted envelopes not yet answered (2 per envelope byte).
+  std::atomic<size_t> queued_bytes_{0};
 };
 
 }  // namespace nodeward

@@ -51,6 +51,53 @@ absl::StatusOr<AuditSummary> VerifyAuditChain(absl::string_view content) {
   return out;
 }
 
+AuditPrefix VerifyAuditPrefix(absl::string_view content) {
+  AuditPrefix out;
+  out.last_hash = kGenesis;
+  size_t at = 0;
+  uint64_t line_no = 0;
+  while (at < content.size()) {
+    const size_t nl = content.find('\n', at);
+    ++line_no;
+    absl::string_view line =
+        content.substr(at, nl == absl::string_view::npos ? absl::string_view::npos : nl - at);
+    absl::Status bad;
+    nodeward::v1::AuditRecord r;
+    if (nl == absl::string_view::npos) {
+      bad = absl::DataLossError(absl::StrCat("line ", line_no, " is partial (no newline)"));
+    } else if (absl::Status s = ParseJson(line, &r, "audit record"); !s.ok()) {
+      bad = absl::DataLossError(absl::StrCat("line ", line_no, ": ", s.message()));
+    } else if (r.index() != out.records) {
+      bad = absl::DataLossError(absl::StrCat("line ", line_no, ": index ", r.index(), " where ",
+                                             out.records,
+                                             " was expected (a record was deleted or moved)"));
+    } else if (r.prev_hash() != out.last_hash) {
+      bad = absl::DataLossError(
+          absl::StrCat("line ", line_no, ": prev_hash does not name the record before it"));
+    } else if (AuditRecordHash(r) != r.hash()) {
+      bad = absl::DataLossError(
+          absl::StrCat("line ", line_no, ": hash does not match the record (edited)"));
+    }
+    if (!bad.ok()) {
+      out.error = bad;
+      // A torn tail: the bad line is the last one (what a crash in the
+      // middle of a write, or a file system that extended the file with
+      // zeros, leaves), or everything after the good prefix is zero bytes.
+      absl::string_view rest = content.substr(at);
+      const bool zeros_only =
+          rest.find_first_not_of(absl::string_view("\0\n", 2)) == absl::string_view::npos;
+      const size_t next = rest.find('\n');
+      out.torn_tail = zeros_only || next == absl::string_view::npos || next + 1 == rest.size();
+      return out;
+    }
+    out.last_hash = r.hash();
+    ++out.records;
+    at = nl + 1;
+    out.valid_bytes = at;
+  }
+  return out;
+}
+
 AuditLog::AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash)
     : file_(std::move(file)), next_index_(next_index), last_hash_(std::move(last_hash)) {}
 
@@ -58,18 +105,31 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* f
                                                          const std::string& path) {
   absl::StatusOr<std::string> content = fs->ReadFile(path);
   if (!content.ok() && !absl::IsNotFound(content.status())) return content.status();
-  AuditSummary summary{0, kGenesis};
+  AuditPrefix prefix;
+  prefix.last_hash = kGenesis;
   if (content.ok()) {
-    absl::StatusOr<AuditSummary> v = VerifyAuditChain(*content);
-    if (!v.ok()) {
+    prefix = VerifyAuditPrefix(*content);
+    if (!prefix.error.ok() && !prefix.torn_tail) {
       return absl::FailedPreconditionError(
-          absl::StrCat("audit chain ", path, " is broken: ", v.status().message()));
+          absl::StrCat("audit chain ", path, " is broken: ", prefix.error.message()));
     }
-    summary = *v;
   }
   ASSIGN_OR_RETURN(platform::AppendableFilePtr file, fs->OpenForAppend(path, 0600));
-  return std::unique_ptr<AuditLog>(
-      new AuditLog(std::move(file), summary.records, summary.last_hash));
+  std::unique_ptr<AuditLog> log(new AuditLog(std::move(file), prefix.records, prefix.last_hash));
+  if (content.ok() && !prefix.error.ok()) {
+    // Cut like the journal's torn tail, durably, and say so in the chain.
+    const absl::string_view cut = absl::string_view(*content).substr(prefix.valid_bytes);
+    RETURN_IF_ERROR(log->file_->Truncate(prefix.valid_bytes));
+    RETURN_IF_ERROR(log->file_->Sync());
+    nodeward::v1::AuditRecord r;
+    r.set_event("audit_tail_cut");
+    r.set_message(absl::StrCat("cut a torn tail of ", cut.size(), " bytes (sha256 ",
+                               HexEncode(Sha256(cut)), ") after record ", prefix.records,
+                               ": ", prefix.error.message()));
+    log->cut_tail_ = r.message();
+    RETURN_IF_ERROR(log->Append(std::move(r)));
+  }
+  return log;
 }
 
 absl::Status AuditLog::Append(nodeward::v1::AuditRecord record) {
@@ -78,11 +138,20 @@ absl::Status AuditLog::Append(nodeward::v1::AuditRecord record) {
   record.set_prev_hash(last_hash_);
   record.set_hash(AuditRecordHash(record));
   const uint64_t before = file_->Size();
+  if (!broken_.ok()) return broken_;
   absl::Status s = file_->Append(absl::StrCat(ToJsonLine(record), "\n"));
+  // Written through: the line is on disk before the caller returns the
+  // outcome it records.
+  if (s.ok()) s = file_->Sync();
   if (!s.ok()) {
     // Cut a partial line so the chain stays verifiable; the record is lost
-    // and the caller reports that.
-    (void)file_->Truncate(before);
+    // and the caller reports that. If even the cut fails, the file may end
+    // in a torn line: nothing more is appended until a restart cuts it.
+    absl::Status cut = file_->Size() == before ? absl::OkStatus() : file_->Truncate(before);
+    if (!cut.ok()) {
+      broken_ = absl::DataLossError(absl::StrCat(
+          "a failed audit write could not be cut (", cut.message(), "); restart to repair"));
+    }
     return s;
   }
   ++next_index_;

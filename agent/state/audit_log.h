@@ -16,15 +16,17 @@ namespace nodeward {
 std::string AuditRecordHash(const nodeward::v1::AuditRecord& record);
 
 // Append-only, hash-chained audit file: one AuditRecord as protobuf JSON per
-// line, each naming the hash of the one before. Lines are written with one
-// write(2) each and are not fsync'd one by one (the command ledger is the
-// durable truth; see docs/audit.md). Thread-safe: the chain order is the
-// order of Append calls.
+// line, each naming the hash of the one before. Each line is written with
+// one write(2) and fdatasync'd before Append returns (docs/state.md), so a
+// command's audit line is durable before its outcome is returned.
+// Thread-safe: the chain order is the order of Append calls.
 class AuditLog {
  public:
-  // Opens `path`, verifies the existing chain and continues it. A broken
-  // chain is FAILED_PRECONDITION (the agent starts degraded and does not
-  // extend a chain it cannot vouch for).
+  // Opens `path`, verifies the existing chain and continues it. A torn or
+  // zero-filled last line is cut (durably) and an `audit_tail_cut` record
+  // says how many bytes with which hash. A chain broken anywhere else is
+  // FAILED_PRECONDITION (the agent starts degraded, refuses state-changing
+  // commands, and does not extend a chain it cannot vouch for).
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(platform::FileSystem* fs,
                                                         const std::string& path);
 
@@ -32,6 +34,8 @@ class AuditLog {
   absl::Status Append(nodeward::v1::AuditRecord record);
   // fdatasync (shutdown).
   absl::Status Sync();
+  // What Open cut from the tail ("" if nothing).
+  const std::string& cut_tail() const { return cut_tail_; }
 
  private:
   AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash);
@@ -39,6 +43,8 @@ class AuditLog {
   platform::AppendableFilePtr file_ ABSL_GUARDED_BY(mu_);
   uint64_t next_index_ ABSL_GUARDED_BY(mu_);
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  std::string cut_tail_;
 };
 
 struct AuditSummary {
@@ -51,6 +57,18 @@ struct AuditSummary {
 // DATA_LOSS naming the first bad line for an edit, a deleted or reordered
 // record or a torn line in the middle. A missing final newline is a torn tail.
 absl::StatusOr<AuditSummary> VerifyAuditChain(absl::string_view content);
+
+// The longest verifiable prefix of an audit file: its records, head hash and
+// length, the first error after it (OK if none), and whether that error is
+// only a torn tail (the last line partial or bad, or only zero bytes left).
+struct AuditPrefix {
+  uint64_t records = 0;
+  std::string last_hash;
+  size_t valid_bytes = 0;
+  absl::Status error;
+  bool torn_tail = false;
+};
+AuditPrefix VerifyAuditPrefix(absl::string_view content);
 
 }  // namespace nodeward
 

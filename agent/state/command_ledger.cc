@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/common/logging.h"
 #include "agent/common/reason.h"
@@ -53,10 +54,16 @@ absl::Status CommandLedger::Load(absl::Time now) {
   if (absl::IsNotFound(snap.status())) {
     // A journal without its snapshot means the snapshot was lost: starting
     // fresh would silently reset the high-water mark.
-    if (fs_->ReadFile(JournalPath(1)).ok()) {
-      return absl::DataLossError(
-          absl::StrCat(snapshot_path, " is missing but a journal exists; refusing to reset the "
-                                      "sequence"));
+    // Any journal.N, not only journal.1 (after a compaction only N >= 2
+    // exists): a journal without its snapshot is corruption, never a first
+    // start (security rule 5).
+    ASSIGN_OR_RETURN(std::vector<platform::FileSystem::Entry> entries, fs_->ListTree(options_.dir));
+    const std::string journal_prefix = absl::StrCat(options_.dir, "/journal.");
+    for (const auto& e : entries) {
+      if (e.directory || !absl::StartsWith(e.path, journal_prefix)) continue;
+      return absl::DataLossError(absl::StrCat(
+          snapshot_path, " is missing but ", e.path,
+          " exists (the ledger is not new); refusing to reset the sequence"));
     }
     LedgerSnapshot fresh;
     fresh.set_journal_generation(1);

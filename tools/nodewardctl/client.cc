@@ -79,6 +79,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::strin
   grpc::ChannelArguments args;
   if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 4 << 20);
+  if (tls.connection_tag != 0) args.SetInt("nodeward.connection_tag", tls.connection_tag);
   return grpc::CreateCustomChannel(target, grpc::SslCredentials(o), args);
 }
 

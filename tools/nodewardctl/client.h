@@ -41,6 +41,9 @@ struct ClientTls {
   std::string key_file;
   // Name to check in the server certificate; default: the target host.
   std::string server_name;
+  // Channels with different non-zero tags never share a connection (tests
+  // that need many connections).
+  int connection_tag = 0;
 };
 
 // An mTLS channel to the agent. Errors name an unreadable file.

@@ -39,7 +39,7 @@ class ProcessorTest : public ::testing::Test {
     processor_.reset();
     audit_.reset();
     ledger_ = CommandLedger::Open(&fs_, LedgerOptions{"/state"}, clock_.Now());
-    audit_ = AuditLog::Open(&fs_, "/state/audit.jsonl").value();
+    audit_ = AuditLog::Open(&audit_fs_, "/state/audit.jsonl").value();
     HandlerMap h;
     h["ping"] = std::make_unique<CountingHandler>(&applied_);
     processor_ = std::make_unique<CommandProcessor>(&clock_, f_.Identity(), VerifierLimits{},
@@ -52,6 +52,7 @@ class ProcessorTest : public ::testing::Test {
 
   platform::FakeClock clock_;
   platform::FakeFileSystem fs_;
+  platform::FakeFileSystem audit_fs_;  // the audit log's disk, failed on its own
   CommandFactory f_;
   int applied_ = 0;
   std::unique_ptr<CommandLedger> ledger_;
@@ -71,7 +72,7 @@ TEST_F(ProcessorTest, AppliesPingOnceAndRecordsIt) {
   EXPECT_EQ(stats.high_water_mark, 1u);
   ASSERT_EQ(stats.recent.size(), 1u);
   EXPECT_EQ(stats.recent[0].decision(), "applied");
-  auto chain = VerifyAuditChain(fs_.Content("/state/audit.jsonl"));
+  auto chain = VerifyAuditChain(audit_fs_.Content("/state/audit.jsonl"));
   ASSERT_THAT(chain, IsOk());
   EXPECT_EQ(chain->records, 1u);
 }
@@ -122,13 +123,68 @@ TEST_F(ProcessorTest, RejectionsAreAuditedWithReason) {
   c.set_node_id("node-b");
   EXPECT_THAT(Send(c), Rejected(StatusCode::kFailedPrecondition, reason::kWrongTarget));
   EXPECT_EQ(applied_, 0);
-  std::string audit = fs_.Content("/state/audit.jsonl");
+  std::string audit = audit_fs_.Content("/state/audit.jsonl");
   nodeward::v1::AuditRecord r;
   ASSERT_THAT(ParseJson(audit.substr(0, audit.size() - 1), &r, "audit"), IsOk());
   EXPECT_EQ(r.decision(), "rejected");
   EXPECT_EQ(r.reason(), reason::kWrongTarget);
   EXPECT_EQ(r.peer(), "test-peer");
   EXPECT_EQ(processor_->Stats().rejected, 1u);
+}
+
+// Issue "Hardening I" point 5: the audit trail fails closed. Each line is
+// durable before the outcome is returned; while a line cannot be written,
+// state-changing commands are refused (AUDIT_UNAVAILABLE, sequence not
+// consumed) and health says why; once writes work again, one record says so.
+TEST_F(ProcessorTest, AuditWriteFailureRefusesStateChangingCommands) {
+  ASSERT_THAT(Send(f_.Ping(1, clock_.Now())), IsOk());
+  audit_fs_.Crash();  // drops whatever was not synced
+  ASSERT_THAT(VerifyAuditChain(audit_fs_.Content("/state/audit.jsonl")), IsOk());
+  EXPECT_EQ(VerifyAuditChain(audit_fs_.Content("/state/audit.jsonl"))->records, 1u);
+
+  audit_fs_.FailAll(StatusCode::kResourceExhausted);
+  // Applied (its outcome is journaled) but its audit line failed.
+  ASSERT_THAT(Send(f_.Ping(2, clock_.Now())), IsOk());
+  auto stats = processor_->Stats();
+  ASSERT_FALSE(stats.degraded_reasons.empty());
+  EXPECT_NE(stats.degraded_reasons.back().find("AUDIT_UNAVAILABLE"), std::string::npos);
+  EXPECT_THAT(Send(f_.Ping(3, clock_.Now())),
+              Rejected(StatusCode::kUnavailable, reason::kAuditUnavailable));
+  EXPECT_EQ(applied_, 2);
+  EXPECT_EQ(processor_->Stats().high_water_mark, 2u);  // 3 was not consumed
+
+  audit_fs_.ClearFailures();
+  ASSERT_THAT(Send(f_.Ping(3, clock_.Now())), IsOk());
+  EXPECT_TRUE(processor_->Stats().degraded_reasons.empty());
+  const std::string audit = audit_fs_.Content("/state/audit.jsonl");
+  ASSERT_THAT(VerifyAuditChain(audit), IsOk());
+  EXPECT_NE(audit.find("audit_resumed"), std::string::npos);
+}
+
+// Point 6: refusals before the pipeline are audited with the peer, at most
+// kRefusalsAuditedPerMinute one by one; the rest are counted in a summary.
+TEST_F(ProcessorTest, EarlyRefusalsAreAuditedWithABound) {
+  const absl::Status refusal = Reject(StatusCode::kPermissionDenied, reason::kPeerNotAllowed,
+                                      "client certificate names no allowed orchestrator identity");
+  for (int i = 0; i < 100; ++i) {
+    processor_->RecordEarlyRefusal(absl::StrCat("ipv4:10.0.0.", i % 3, ":4000 spiffe://x"),
+                                   "WatchHealth", refusal, RejectionFacts{});
+  }
+  auto count = [&] { return VerifyAuditChain(audit_fs_.Content("/state/audit.jsonl"))->records; };
+  EXPECT_EQ(count(), static_cast<uint64_t>(CommandProcessor::kRefusalsAuditedPerMinute));
+  EXPECT_EQ(processor_->Stats().rejected, 100u);
+  processor_->FlushRefusalSummary();  // the minute is not over yet
+  EXPECT_EQ(count(), static_cast<uint64_t>(CommandProcessor::kRefusalsAuditedPerMinute));
+  clock_.Advance(absl::Seconds(61));
+  processor_->FlushRefusalSummary();
+  const std::string audit = audit_fs_.Content("/state/audit.jsonl");
+  EXPECT_EQ(count(), CommandProcessor::kRefusalsAuditedPerMinute + 1u);
+  EXPECT_NE(audit.find("70 more refusals"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("PEER_NOT_ALLOWED x70"), std::string::npos);
+  EXPECT_NE(audit.find("\"rpc\":\"WatchHealth\""), std::string::npos);
+  // A new minute records one by one again.
+  processor_->RecordEarlyRefusal("p", "Execute", refusal, RejectionFacts{});
+  EXPECT_EQ(count(), CommandProcessor::kRefusalsAuditedPerMinute + 2u);
 }
 
 TEST_F(ProcessorTest, TrustSwapAppliesToNextCommand) {

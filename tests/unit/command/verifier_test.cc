@@ -3,6 +3,7 @@
 #include "agent/command/verifier.h"
 
 #include "absl/strings/str_cat.h"
+#include "agent/common/reason.h"
 #include "agent/command/command_types.h"
 #include "agent/common/crypto.h"
 #include "gtest/gtest.h"
@@ -213,6 +214,57 @@ TEST_F(VerifierTest, SizeCapEmptyAndSignatureFlood) {
   for (int i = 0; i < 10000; ++i) *env.add_signatures() = env.signatures(0);
   EXPECT_THAT(Verify(env.SerializeAsString()),
               Rejected(StatusCode::kInvalidArgument, reason::kTooManySignatures));
+}
+
+// Issue "Hardening I" point 2: with a 64 MiB cap, an envelope of millions of
+// empty signatures is refused from the wire bytes before any parse (on
+// fcf3c42 the whole envelope was parsed and walked first: +2 GiB, 10.8 s),
+// and every type but apply_firewall keeps the small cap.
+TEST_F(VerifierTest, CheapChecksComeBeforeTheParse) {
+  limits_.max_envelope_bytes = 64 << 20;
+  std::string flood = std::string("\x12") + static_cast<char>(PayloadTypeFor("ping").size()) +
+                      PayloadTypeFor("ping");
+  while (flood.size() + 2 <= (64u << 20)) flood += std::string("\x1a\x00", 2);
+  EXPECT_THAT(Verify(flood), Rejected(StatusCode::kInvalidArgument, reason::kTooManySignatures));
+  // A 70 kB ping under the 64 MiB cap: still too large for its type.
+  auto cmd = f_.Ping(1, now_);
+  cmd.mutable_ping()->set_note(std::string(70000, 'x'));
+  auto too_big = Verify(f_.Sign(cmd));
+  EXPECT_THAT(too_big, Rejected(StatusCode::kResourceExhausted, reason::kEnvelopeTooLarge));
+  EXPECT_NE(too_big.status().message().find("for 'ping' commands"), std::string::npos);
+  // The same size as an apply_firewall passes the size check (and fails
+  // later: no policy for that type here).
+  auto fw = Verify(f_.Sign(cmd, {}, PayloadTypeFor("apply_firewall")));
+  EXPECT_THAT(fw, Rejected(StatusCode::kPermissionDenied, reason::kKeyNotAllowed));
+  // Strings that are not printable ASCII never reach libprotobuf's UTF-8
+  // check (which logs an ERROR line per string).
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  env.set_payload_type(std::string("\xff\xfe", 2));
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));
+  env = f_.Envelope(f_.Ping(1, now_));
+  env.mutable_signatures(0)->set_key_id(std::string("\xc3\x28", 2));
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));
+  // An oversized signature entry.
+  env = f_.Envelope(f_.Ping(1, now_));
+  env.mutable_signatures(0)->set_sig(std::string(65, 's'));
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));
+}
+
+// Point 9: the nil UUID is no command id; an empty payload is malformed,
+// not a type mismatch.
+TEST_F(VerifierTest, NilUuidAndEmptyPayloadAreMalformed) {
+  auto cmd = f_.Ping(1, now_);
+  cmd.set_command_id("00000000-0000-0000-0000-000000000000");
+  EXPECT_THAT(Verify(f_.Sign(cmd)), Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
+  auto env = f_.Envelope(f_.Ping(1, now_));
+  env.clear_payload();
+  const std::string pae = Pae(env.payload_type(), "");
+  env.mutable_signatures(0)->set_sig(f_.orchestrator(0).Sign(pae).value());
+  EXPECT_THAT(Verify(env.SerializeAsString()),
+              Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
 }
 
 TEST_F(VerifierTest, GarbageAndUnsignedEnvelopes) {

@@ -8,7 +8,11 @@
 #include <fstream>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "agent/common/crypto.h"
+#include "agent/state/command_ledger.h"
 #include "gtest/gtest.h"
+#include "tests/common/command_factory.h"
 #include "tests/common/status_matchers.h"
 
 namespace nodeward::platform {
@@ -64,3 +68,43 @@ TEST_F(ReadFileIntoTest, MissingFileIsNotFound) {
 
 }  // namespace
 }  // namespace nodeward::platform
+
+namespace nodeward {
+namespace {
+
+// Issue "Hardening I" point 4 on real files: compact past journal.1, lose
+// the snapshot, reopen: the ledger refuses instead of starting at 0.
+TEST(LedgerOnRealFilesTest, LostSnapshotAfterCompactionRefuses) {
+  char tmpl[] = "/tmp/nodeward-ledger-test.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  platform::LinuxFileSystem fs;
+  testing::CommandFactory f;
+  const absl::Time now = absl::Now();
+  LedgerOptions o;
+  o.dir = dir;
+  o.compact_after_records = 3;
+  {
+    auto ledger = CommandLedger::Open(&fs, o, now);
+    ASSERT_THAT(ledger->health(), testing::IsOk());
+    for (uint64_t seq = 1; seq <= 8; ++seq) {
+      VerifiedCommand v;
+      v.command = f.Ping(seq, now);
+      v.command_type = "ping";
+      v.payload_sha256 = Sha256(v.command.SerializeAsString());
+      ASSERT_THAT(ledger->Admit(v, now), testing::IsOk());
+      nodeward::v1::Outcome out;
+      out.set_result("r");
+      ASSERT_THAT(ledger->RecordOutcome(v.command.command_id(), out), testing::IsOk());
+    }
+  }
+  ASSERT_NE(access((dir + "/journal.1").c_str(), F_OK), 0);
+  ASSERT_EQ(unlink((dir + "/snapshot").c_str()), 0);
+  auto reopened = CommandLedger::Open(&fs, o, now);
+  EXPECT_THAT(reopened->health(), testing::StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_NE(access((dir + "/snapshot").c_str(), F_OK), 0);
+  (void)!system(("rm -rf '" + dir + "'").c_str());
+}
+
+}  // namespace
+}  // namespace nodeward

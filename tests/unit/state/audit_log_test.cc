@@ -2,6 +2,7 @@
 // and a deleted record; a reopened log continues the chain.
 #include "agent/state/audit_log.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
@@ -102,6 +103,43 @@ TEST_F(AuditLogTest, FailedAppendLeavesChainVerifiable) {
   EXPECT_FALSE((*log)->Append(r).ok());
   ASSERT_THAT((*log)->Append(r), IsOk());
   EXPECT_THAT(VerifyAuditChain(fs_.Content(kPath)), IsOk());
+}
+
+}  // namespace
+}  // namespace nodeward
+
+namespace nodeward {
+namespace {
+
+// Issue "Hardening I" point 5: a torn or zero-filled last line (a crash in
+// the middle of a write; ext4 extending the file with zeros) is cut like the
+// journal's tail and an audit record says what was cut; on fcf3c42 it
+// disabled auditing for good. Damage anywhere else still refuses the chain.
+TEST_F(AuditLogTest, TornOrZeroFilledTailIsCutAndRecorded) {
+  const std::string good = fs_.Content(kPath);
+  for (const std::string& tail :
+       {std::string("{\"index\":\"5\",\"ti"), std::string(4096, '\0'),
+        std::string("\0\0\0\0\n", 5), std::string("{\"index\":\"5\"} garbage\n")}) {
+    fs_.SetContent(kPath, good + tail);
+    auto log = AuditLog::Open(&fs_, kPath);
+    ASSERT_THAT(log, IsOk()) << tail.size();
+    EXPECT_NE((*log)->cut_tail().find(absl::StrCat(tail.size(), " bytes")), std::string::npos)
+        << (*log)->cut_tail();
+    const std::string now = fs_.Content(kPath);
+    auto v = VerifyAuditChain(now);
+    ASSERT_THAT(v, IsOk());
+    EXPECT_EQ(v->records, 6u);  // the five, and the record of the cut
+    EXPECT_NE(now.find("audit_tail_cut"), std::string::npos);
+    nodeward::v1::AuditRecord r;
+    r.set_event("next");
+    ASSERT_THAT((*log)->Append(r), IsOk());
+    EXPECT_THAT(VerifyAuditChain(fs_.Content(kPath)), IsOk());
+  }
+  // A bad line that is not the last one is not a torn tail.
+  auto lines = Lines();
+  lines[1] = "{\"index\":\"1\"} edited";
+  fs_.SetContent(kPath, Join(lines));
+  EXPECT_THAT(AuditLog::Open(&fs_, kPath), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 }  // namespace

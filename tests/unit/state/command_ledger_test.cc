@@ -238,6 +238,25 @@ TEST_F(LedgerTest, LostSnapshotWithJournalRefusesInsteadOfResetting) {
   EXPECT_THAT(l->health(), testing::StatusIs(StatusCode::kDataLoss));
 }
 
+// Issue "Hardening I" point 4: after a compaction only journal.N (N >= 2)
+// exists; fcf3c42 looked for journal.1 only, so a lost snapshot reset the
+// high-water mark to 0 and an old envelope inside its expires_at applied
+// again.
+TEST_F(LedgerTest, LostSnapshotAfterCompactionRefusesInsteadOfResetting) {
+  LedgerOptions o;
+  o.compact_after_records = 4;
+  {
+    auto l = Open(o);
+    for (uint64_t s = 1; s <= 9; ++s) AdmitAndFinish(l.get(), s);
+  }
+  ASSERT_FALSE(fs_.Exists("/state/journal.1"));
+  ASSERT_THAT(fs_.RemoveFile("/state/snapshot"), IsOk());
+  auto l = Open(o);
+  EXPECT_THAT(l->health(), testing::StatusIs(StatusCode::kDataLoss));
+  EXPECT_FALSE(l->Admit(Cmd(3), now_).ok());
+  EXPECT_FALSE(fs_.Exists("/state/snapshot"));  // nothing was reset
+}
+
 TEST_F(LedgerTest, CompactionKeepsMarkAndRecentReplays) {
   LedgerOptions o;
   o.compact_after_records = 10;
