@@ -16,6 +16,7 @@
 #include "agent/common/secure_buffer.h"
 #include "agent/server/tls.h"
 #include "platform/linux/file_system_linux.h"
+#include "platform/linux/listener_probe_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
 #include "platform/linux/service_notifier_linux.h"
 #include "platform/linux/volume_linux.h"
@@ -93,6 +94,14 @@ int main(int argc, char** argv) {
   if (absl::Status s = nodeward::EnableOpenSslSecureHeap(2 << 20); !s.ok()) {
     NW_LOG_WARNING("private keys inside OpenSSL: ", s.message());
   }
+  // Room for connections: the soft fd limit (1024 by default) goes up to
+  // the hard one (the unit sets LimitNOFILE=). gRPC 1.51 stops accepting
+  // for good after one EMFILE; the listener probe catches that too.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) NW_LOG_WARNING("raise RLIMIT_NOFILE failed");
+  }
   // A full disk or a file-size limit must be an error we report, not death.
   signal(SIGXFSZ, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
@@ -134,6 +143,7 @@ int main(int argc, char** argv) {
 #endif
     return v;
   };
+  deps.listener_probe = std::make_unique<nodeward::platform::LinuxListenerProbe>();
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 
   absl::Status started = app.Start();

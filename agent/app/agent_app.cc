@@ -340,6 +340,15 @@ absl::Status AgentApp::StartGrpcStep() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.limits().max_envelope_bytes()) + 4096);
   builder.SetMaxSendMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
+  // A connection that has not finished its TLS handshake in 5 s is closed
+  // (gRPC's default is 120 s: a flood of silent connections would hold an
+  // fd each that long); one idle for 10 minutes too; keepalive pings find
+  // dead peers (a WatchHealth stream of a vanished orchestrator) in ~30 s.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 10 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // gRPC's own buffers (reads, messages being received) are bounded in
   // total, so many large envelopes at once cannot grow memory before the
   // cheap checks see them: one envelope of the largest size fits.
@@ -402,9 +411,41 @@ absl::Status AgentApp::Reload() {
   return result;
 }
 
+void AgentApp::ProbeListener() {
+  if (deps_.listener_probe == nullptr || server_ == nullptr) return;
+  absl::Status s = deps_.listener_probe->Probe(listen_address(), absl::Seconds(2));
+  std::string was;
+  {
+    absl::MutexLock lock(&mu_);
+    was = info_.listener_down;
+    if (s.ok()) {
+      probe_failures_ = 0;
+      info_.listener_down.clear();
+    } else if (++probe_failures_ >= kProbeFailuresForDown) {
+      info_.listener_down = absl::StrCat(probe_failures_, " probes in a row failed: ", s.message());
+    }
+  }
+  if (s.ok() && !was.empty()) {
+    NW_LOG_INFO("gRPC listener answers again");
+    processor_->AuditEvent("listener_up", "the gRPC listener answers again");
+    publisher_.Publish();
+  } else if (!s.ok() && was.empty() && probe_failures_ >= kProbeFailuresForDown) {
+    NW_LOG_ERROR("gRPC listener down (watchdog no longer fed): ", s.message());
+    processor_->AuditEvent("listener_down", std::string(s.message()));
+    publisher_.Publish();
+  }
+}
+
 void AgentApp::Tick() {
-  // The main loop is alive: pet the watchdog.
-  deps_.notifier->Notify("WATCHDOG=1");
+  if (ticks_ % kProbeEveryTicks == 0) ProbeListener();
+  bool listener_down;
+  {
+    absl::MutexLock lock(&mu_);
+    listener_down = !info_.listener_down.empty();
+  }
+  // The main loop is alive and the port answers: pet the watchdog. A
+  // listener that no longer accepts is a dead agent to the orchestrator.
+  if (!listener_down) deps_.notifier->Notify("WATCHDOG=1");
   if (firewall_ != nullptr) {
     const uint64_t before = firewall_->status().rollbacks;
     absl::Status s = firewall_->CheckDeadline(deps_.clock->Now());

@@ -28,6 +28,7 @@
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
 #include "platform/file_system.h"
+#include "platform/listener_probe.h"
 #include "platform/packet_filter.h"
 #include "platform/service_notifier.h"
 #include "platform/volume.h"
@@ -51,6 +52,8 @@ struct AgentDeps {
     std::unique_ptr<platform::Random> random;
   };
   std::function<Volumes(const std::string& by_id_dir)> make_volumes;
+  // Checks the gRPC listener from the main loop; null: not checked.
+  platform::ListenerProbePtr listener_probe;
 };
 
 // The daemon's life: Start runs the ordered startup steps (load config, read
@@ -69,8 +72,13 @@ class AgentApp {
   // keeps the old trust and is reported in status and the audit chain.
   absl::Status Reload();
   // Called every second: watchdog, firewall confirmation deadlines and
-  // periodic read-back, and a health push to watchers every 10 s.
+  // periodic read-back, the listener probe every kProbeEveryTicks, and a
+  // health push to watchers every 10 s. The watchdog is not fed while the
+  // listener is down (kProbeFailuresForDown probes in a row failed): systemd
+  // then restarts the agent.
   void Tick();
+  static constexpr uint64_t kProbeEveryTicks = 5;
+  static constexpr int kProbeFailuresForDown = 3;
   // SIGTERM: refuse new commands, drain in-flight ones, stop listeners.
   void Stop();
 
@@ -124,6 +132,8 @@ class AgentApp {
   std::unique_ptr<grpc::Server> server_;
   bool stopped_ = false;
   uint64_t ticks_ = 0;
+  int probe_failures_ = 0;
+  void ProbeListener();
 
   mutable absl::Mutex mu_;
   AgentInfo info_ ABSL_GUARDED_BY(mu_);

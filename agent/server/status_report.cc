@@ -8,6 +8,7 @@ namespace {
 
 std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& stats) {
   std::vector<std::string> out = info.startup_problems;
+  if (!info.listener_down.empty()) out.push_back("LISTENER_DOWN: " + info.listener_down);
   if (info.firewall_enabled && !info.firewall.error.empty()) {
     out.push_back("FIREWALL_OUT_OF_SYNC: " + info.firewall.error);
   }

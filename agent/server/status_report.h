@@ -30,6 +30,7 @@ struct AgentInfo {
   bool wipe_incomplete = false;  // a wipe started and is not verified complete
   std::string signing_public_key;  // raw Ed25519 (empty: not loaded)
   std::string signing_key_id;
+  std::string listener_down;  // why the gRPC listener probe fails ("" when up)
   // Reasons known at startup (bad config pieces, broken audit chain, ...).
   std::vector<std::string> startup_problems;
 };

@@ -90,6 +90,10 @@ absl::Status AgentProcess::Start(long file_size_limit) {
       rlimit r{static_cast<rlim_t>(file_size_limit), static_cast<rlim_t>(file_size_limit)};
       setrlimit(RLIMIT_FSIZE, &r);
     }
+    if (nofile_soft_ > 0) {
+      rlimit r{static_cast<rlim_t>(nofile_soft_), static_cast<rlim_t>(nofile_hard_)};
+      setrlimit(RLIMIT_NOFILE, &r);
+    }
     std::string config = dir_ + "/agent.json";
     execl(NODEWARD_AGENT_BIN, "nodeward-agent", "--config", config.c_str(), nullptr);
     _exit(127);

@@ -32,6 +32,12 @@ class AgentProcess {
   // Starts the agent and waits for READY=1. `file_size_limit` > 0 sets
   // RLIMIT_FSIZE in the child (a way to make state writes fail even as root).
   absl::Status Start(long file_size_limit = 0);
+  // RLIMIT_NOFILE for the agent's next Start (as systemd's default 1024 soft
+  // limit would be, or a low hard limit).
+  void SetFdLimit(long soft, long hard) {
+    nofile_soft_ = soft;
+    nofile_hard_ = hard;
+  }
   // Sends `sig` and waits; returns the exit status (or 128+signal).
   int Stop(int sig = 15);
   // SIGHUP and wait for the READY=1 that ends the reload.
@@ -59,6 +65,8 @@ class AgentProcess {
   int notify_fd_ = -1;
   pid_t pid_ = -1;
   std::string target_;
+  long nofile_soft_ = 0;
+  long nofile_hard_ = 0;
 };
 
 // Runs a command line, returns exit code and stdout.

@@ -7,6 +7,10 @@
 
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <future>
@@ -19,6 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "agent/command/command_types.h"
 #include "agent/common/reason.h"
 #include "grpcpp/create_channel.h"
@@ -241,6 +246,102 @@ TEST(HardeningE2eTest, EnvelopeBombIsRefusedByTheCheapChecks) {
   }
   // And the agent still serves.
   EXPECT_THAT(ExecuteCommand(channels[1].get(), agent.Ping(2), absl::Seconds(10)).status, IsOk());
+}
+
+}  // namespace
+}  // namespace nodeward::testing
+
+namespace nodeward::testing {
+namespace {
+
+// Opens `n` TCP connections to the agent that never send a byte.
+std::vector<int> HalfOpen(int port, int n) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) break;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+void RaiseOwnFdLimit() {
+  rlimit r{};
+  getrlimit(RLIMIT_NOFILE, &r);
+  r.rlim_cur = r.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &r);
+}
+
+bool PingWithin(AgentProcess& agent, uint64_t seq, absl::Duration within) {
+  const absl::Time deadline = absl::Now() + within;
+  while (absl::Now() < deadline) {
+    ClientTls tls = agent.Tls();
+    tls.connection_tag = static_cast<int>(seq) + 1000;  // a new connection
+    auto ch = MakeAgentChannel(agent.target(), tls);
+    if (ch.ok() && ExecuteCommand(ch->get(), agent.Ping(seq), absl::Seconds(2)).status.ok()) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return false;
+}
+
+// Issue point 3: 2,000 connections that never finish a handshake, held and
+// then dropped, with the agent started under systemd's default soft fd
+// limit (1024). On fcf3c42 gRPC hit EMFILE and never accepted again.
+TEST(HardeningE2eTest, HalfOpenConnectionFloodDoesNotSilenceTheAgent) {
+  RaiseOwnFdLimit();
+  AgentProcess agent;
+  agent.SetFdLimit(1024, 65536);
+  ASSERT_THAT(agent.Start(), IsOk());
+  std::vector<int> flood = HalfOpen(PortOf(agent.target()), 2000);
+  ASSERT_EQ(flood.size(), 2000u);
+  absl::SleepFor(absl::Seconds(1));  // let the agent accept them
+  EXPECT_TRUE(PingWithin(agent, 1, absl::Seconds(5))) << "during the flood\n" << agent.Log();
+  for (int fd : flood) close(fd);
+  EXPECT_TRUE(PingWithin(agent, 2, absl::Seconds(5))) << "after the flood\n" << agent.Log();
+  absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
+  ASSERT_THAT(st, IsOk());
+  for (const auto& r : st->degraded_reasons()) EXPECT_EQ(r.find("LISTENER_DOWN"), std::string::npos) << r;
+}
+
+}  // namespace
+}  // namespace nodeward::testing
+
+namespace nodeward::testing {
+namespace {
+
+// Issue point 3, the liveness check: with a hard fd limit the agent cannot
+// raise, the flood kills gRPC 1.51's accept loop for good (grpc#31080). The
+// main loop's loopback handshake notices: health says LISTENER_DOWN and the
+// watchdog is no longer fed, so systemd restarts the agent. On fcf3c42
+// health stayed SERVING and the watchdog was fed.
+TEST(HardeningE2eTest, DeadListenerIsReportedAndStopsTheWatchdog) {
+  RaiseOwnFdLimit();
+  AgentProcess agent;
+  agent.SetFdLimit(256, 256);
+  ASSERT_THAT(agent.Start(), IsOk());
+  std::vector<int> flood = HalfOpen(PortOf(agent.target()), 600);
+  absl::SleepFor(absl::Seconds(1));
+  for (int fd : flood) close(fd);
+  bool down = false;
+  std::string last;
+  for (int i = 0; i < 60 && !down; ++i) {
+    absl::SleepFor(absl::Milliseconds(500));
+    absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
+    if (!st.ok()) continue;
+    for (const auto& r : st->degraded_reasons()) {
+      if (absl::StrContains(r, "LISTENER_DOWN")) down = true;
+      last = r;
+    }
+  }
+  ASSERT_TRUE(down) << last << "\n" << agent.Log();
+  EXPECT_TRUE(absl::StrContains(agent.Log(), "watchdog no longer fed")) << agent.Log();
 }
 
 }  // namespace
