@@ -2,10 +2,14 @@
 // turns signals into Reload/Stop on the main thread.
 #include <signal.h>
 #include <sys/prctl.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -88,6 +92,19 @@ int main(int argc, char** argv) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
+  // All of the process's memory stays out of swap: whatever copy of a key
+  // exists (gRPC's copy of the TLS key PEM, stdio buffers, handshake
+  // secrets) is in locked memory. MCL_ONFAULT locks pages as they are
+  // touched, so reserved-but-unused address space costs nothing.
+  // docs/transport.md lists the copies; the unit sizes LimitMEMLOCK=.
+  std::string memory_lock_problem;
+  // Two malloc arenas instead of 8 per core: each reserves 64 MiB of
+  // address space, all of which counts against RLIMIT_MEMLOCK once locked.
+  mallopt(M_ARENA_MAX, 2);
+  if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) {
+    memory_lock_problem = std::string("mlockall: ") + strerror(errno);
+    NW_LOG_WARNING("memory not locked: ", memory_lock_problem);
+  }
   // OpenSSL's own copies of private keys (the TLS key as gRPC loads it,
   // provisioned backup keys, handshake secrets) in locked, non-dumpable
   // memory too. 2 MiB: ~2 KiB per key or concurrent handshake.
@@ -143,6 +160,7 @@ int main(int argc, char** argv) {
 #endif
     return v;
   };
+  deps.memory_lock_problem = memory_lock_problem;
   deps.listener_probe = std::make_unique<nodeward::platform::LinuxListenerProbe>();
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 

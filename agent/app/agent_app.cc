@@ -51,6 +51,9 @@ AgentApp::AgentApp(AgentDeps deps, std::string config_path)
   absl::MutexLock lock(&mu_);
   info_.version = NODEWARD_VERSION;
   info_.started_at = deps_.clock->Now();
+  if (!deps_.memory_lock_problem.empty()) {
+    info_.startup_problems.push_back("MEMORY_NOT_LOCKED: " + deps_.memory_lock_problem);
+  }
 }
 
 AgentApp::~AgentApp() { Stop(); }

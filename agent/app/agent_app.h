@@ -54,6 +54,9 @@ struct AgentDeps {
   std::function<Volumes(const std::string& by_id_dir)> make_volumes;
   // Checks the gRPC listener from the main loop; null: not checked.
   platform::ListenerProbePtr listener_probe;
+  // Why main could not lock the process's memory ("" if it did): reported
+  // as MEMORY_NOT_LOCKED.
+  std::string memory_lock_problem;
 };
 
 // The daemon's life: Start runs the ordered startup steps (load config, read

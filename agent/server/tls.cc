@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "agent/common/secure_buffer.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 
@@ -50,7 +51,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> BuildServerCredentials(
   if (!ca.ok()) return ca.status();
   X509_free(*ca);
   {
-    std::unique_ptr<BIO, BioFree> bio(BIO_new_file(tls.server_key_file().c_str(), "r"));
+    // The key's PEM text goes from the file into locked memory only (no
+    // stdio buffer), and OpenSSL decodes it into its secure heap.
+    absl::StatusOr<SecureBuffer> pem = SecureBuffer::ReadFile(tls.server_key_file(), 64 << 10);
+    if (!pem.ok()) return Bad(tls.server_key_file(), pem.status().message());
+    std::unique_ptr<BIO, BioFree> bio(
+        BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
     if (!bio) return Bad(tls.server_key_file(), "cannot open");
     EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
     if (key == nullptr) return Bad(tls.server_key_file(), "no PEM private key");

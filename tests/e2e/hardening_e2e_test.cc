@@ -8,11 +8,13 @@
 #include <sys/stat.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <future>
 #include <fstream>
 #include <thread>
@@ -342,6 +344,86 @@ TEST(HardeningE2eTest, DeadListenerIsReportedAndStopsTheWatchdog) {
   }
   ASSERT_TRUE(down) << last << "\n" << agent.Log();
   EXPECT_TRUE(absl::StrContains(agent.Log(), "watchdog no longer fed")) << agent.Log();
+}
+
+}  // namespace
+}  // namespace nodeward::testing
+
+namespace nodeward::testing {
+namespace {
+
+struct KeyCopy {
+  std::string vma;  // the smaps header line
+  bool locked = false;
+};
+
+// Every place in `pid`'s memory holding `needle`, with whether its mapping
+// is locked (VmFlags "lo"). Needs root (the agent is not dumpable).
+std::vector<KeyCopy> FindInMemory(pid_t pid, const std::string& needle) {
+  std::vector<KeyCopy> out;
+  std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
+  int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (mem < 0) {
+    ADD_FAILURE() << "open /proc/" << pid << "/mem (needs root): " << strerror(errno);
+    return out;
+  }
+  std::string line, header;
+  uint64_t start = 0, end = 0;
+  bool readable = false;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find('-') != std::string::npos && line.find(':') > line.find(' ')) {
+      header = line;
+      const size_t dash = line.find('-'), sp = line.find(' ');
+      start = std::stoull(line.substr(0, dash), nullptr, 16);
+      end = std::stoull(line.substr(dash + 1, sp - dash - 1), nullptr, 16);
+      readable = line[sp + 1] == 'r';
+      continue;
+    }
+    if (line.rfind("VmFlags:", 0) != 0 || !readable) continue;
+    const bool locked = absl::StrContains(line, " lo");
+    std::string buf(end - start, '\0');
+    ssize_t got = pread(mem, buf.data(), buf.size(), static_cast<off_t>(start));
+    if (got <= 0) continue;  // [vvar] and the like
+    buf.resize(static_cast<size_t>(got));
+    for (size_t at = buf.find(needle); at != std::string::npos; at = buf.find(needle, at + 1)) {
+      out.push_back({header, locked});
+    }
+  }
+  close(mem);
+  return out;
+}
+
+// Issue point 8: every copy of the TLS key's PEM body in the running agent
+// (after handshakes, a reload of trust, commands) is in locked memory: the
+// agent locks all of its memory (mlockall MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT).
+// On fcf3c42 four copies sat in the ordinary heap.
+TEST(HardeningE2eTest, EveryCopyOfTheTlsKeyIsInLockedMemory) {
+  ASSERT_EQ(geteuid(), 0u) << "reading another process's memory needs root";
+  AgentProcess agent;
+  ASSERT_THAT(agent.Start(), IsOk());
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    auto ch = agent.Channel();
+    ASSERT_THAT(ch, IsOk());
+    ASSERT_THAT(ExecuteCommand(ch->get(), agent.Ping(seq), absl::Seconds(5)).status, IsOk());
+  }
+  ASSERT_THAT(agent.Reload(), IsOk());
+  const std::string pem = Slurp(agent.dir() + "/pki/server.key");
+  std::vector<std::string> body = absl::StrSplit(pem, '\n', absl::SkipEmpty());
+  ASSERT_GE(body.size(), 3u);
+  size_t found = 0;
+  for (size_t i = 1; i + 1 < body.size(); ++i) {  // the base64 lines
+    for (const KeyCopy& c : FindInMemory(agent.pid(), body[i])) {
+      ++found;
+      EXPECT_TRUE(c.locked) << "PEM line " << i << " in an unlocked mapping: " << c.vma;
+    }
+  }
+  std::cout << "copies of the TLS key's PEM lines in the agent: " << found << ", VmLck "
+            << StatusKb(agent.pid(), "VmLck") / 1024 << " MB of VmRSS "
+            << StatusKb(agent.pid(), "VmRSS") / 1024 << " MB (VmSize "
+            << StatusKb(agent.pid(), "VmSize") / 1024 << " MB)" << std::endl;
+  EXPECT_GE(StatusKb(agent.pid(), "VmLck"), StatusKb(agent.pid(), "VmRSS"));
+  EXPECT_FALSE(absl::StrContains(agent.Log(), "memory not locked")) << agent.Log();
 }
 
 }  // namespace
