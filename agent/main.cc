@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &handled, nullptr);
 
   nodeward::PinTlsCipherSuites();
+  nodeward::InstallProtobufLogHandler();
 
   nodeward::AgentDeps deps;
   deps.clock = std::make_unique<nodeward::platform::SystemClock>();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -60,7 +61,8 @@ absl::Status StatusSocketServer::Start(const StatusSocketOptions& options) {
   if (chmod(options.path.c_str(), 0660) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("chmod status socket ", options.path));
   }
-  if (listen(listen_fd_, 16) != 0) {
+  // Room for a burst of readers (and silent peers) while one is served.
+  if (listen(listen_fd_, kBacklog) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("listen on status socket ", options.path));
   }
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -95,6 +97,24 @@ bool StatusSocketServer::PeerAllowed(int fd, std::string* who) const {
       options_.allowed_gids.count(cred.gid) != 0) {
     return true;
   }
+  // SO_PEERCRED has the primary group only; the supplementary ones, as the
+  // kernel recorded them at connect(2), come from SO_PEERGROUPS.
+  std::vector<gid_t> groups(64);
+  socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) != 0 && errno == ERANGE) {
+    groups.resize(glen / sizeof(gid_t) + 1);
+    glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) != 0) return false;
+  } else if (glen > groups.size() * sizeof(gid_t)) {
+    return false;
+  }
+  groups.resize(glen / sizeof(gid_t));
+  for (gid_t g : groups) {
+    if (options_.allowed_gids.count(g) != 0) {
+      absl::StrAppend(who, " (supplementary group ", g, ")");
+      return true;
+    }
+  }
   return false;
 }
 
@@ -107,7 +127,10 @@ void StatusSocketServer::Serve() {
     if (!(fds[0].revents & POLLIN)) continue;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    timeval tv{1, 0};
+    // A peer that does not read gets at most kPeerDeadline in all, then is
+    // closed: one slow reader cannot hold the others in the backlog.
+    const auto deadline = std::chrono::steady_clock::now() + kPeerDeadline;
+    timeval tv{0, 200 * 1000};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     std::string who;
     std::string body;
@@ -120,8 +143,9 @@ void StatusSocketServer::Serve() {
     body.push_back('\n');
     absl::string_view rest = body;
     while (!rest.empty()) {
+      if (std::chrono::steady_clock::now() > deadline) break;
       ssize_t w = send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
-      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (w <= 0) break;
       rest.remove_prefix(static_cast<size_t>(w));
     }

@@ -1,6 +1,7 @@
 #ifndef NODEWARD_AGENT_SERVER_STATUS_SOCKET_H_
 #define NODEWARD_AGENT_SERVER_STATUS_SOCKET_H_
 
+#include <chrono>
 #include <functional>
 #include <set>
 #include <string>
@@ -34,6 +35,9 @@ class StatusSocketServer {
   absl::Status Start(const StatusSocketOptions& options);
   // Stops the thread and removes the socket file. Idempotent.
   void Stop();
+
+ static constexpr int kBacklog = 512;
+  static constexpr std::chrono::milliseconds kPeerDeadline{1000};
 
  private:
   void Serve();

@@ -11,7 +11,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -31,7 +34,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "agent/common/proto_util.h"
+#include "agent/state/audit_log.h"
 #include "agent/wipe/receipt.h"
+#include "nodeward/v1/agent.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/e2e/agent_process.h"
@@ -424,6 +429,144 @@ TEST(HardeningE2eTest, EveryCopyOfTheTlsKeyIsInLockedMemory) {
             << StatusKb(agent.pid(), "VmSize") / 1024 << " MB)" << std::endl;
   EXPECT_GE(StatusKb(agent.pid(), "VmLck"), StatusKb(agent.pid(), "VmRSS"));
   EXPECT_FALSE(absl::StrContains(agent.Log(), "memory not locked")) << agent.Log();
+}
+
+}  // namespace
+}  // namespace nodeward::testing
+
+namespace nodeward::testing {
+namespace {
+
+// Connects to a unix socket as uid/gid 65534 with `group` as a
+// supplementary group only, and returns what the agent sent.
+std::string ReadStatusAs(const std::string& path, gid_t group) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    gid_t groups[1] = {group};
+    if (setgroups(1, groups) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      std::string e = std::string("connect: ") + strerror(errno);
+      (void)!write(pipefd[1], e.data(), e.size());
+      _exit(3);
+    }
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) (void)!write(pipefd[1], buf, n);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return out;
+}
+
+// Issue point 9: a reader whose *supplementary* group is allowed reads the
+// status (fcf3c42 looked at SO_PEERCRED's primary gid only), and 100 silent
+// peers at once do not fill the backlog (it was 16).
+TEST(HardeningE2eTest, StatusSocketSupplementaryGroupsAndSilentPeers) {
+  ASSERT_EQ(geteuid(), 0u) << "needs root to act as another user";
+  AgentProcess agent;
+  agent.config().mutable_status_socket()->set_socket_gid(4242);
+  agent.config().mutable_status_socket()->add_allowed_gids(4242);
+  ASSERT_THAT(agent.Start(), IsOk());
+  ASSERT_EQ(chmod(agent.dir().c_str(), 0755), 0);
+  const std::string path = agent.dir() + "/status.sock";
+  std::string got = ReadStatusAs(path, 4242);
+  EXPECT_TRUE(absl::StrContains(got, "\"node_id\"")) << got;
+  EXPECT_FALSE(absl::StrContains(got, "PERMISSION_DENIED")) << got;
+  got = ReadStatusAs(path, 4343);
+  EXPECT_TRUE(absl::StrContains(got, "PERMISSION_DENIED") || absl::StrContains(got, "connect"))
+      << got;
+
+  std::vector<int> silent;
+  int refused = 0;
+  for (int i = 0; i < 100; ++i) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ++refused;
+    silent.push_back(fd);
+  }
+  EXPECT_EQ(refused, 0) << "connections refused by a full backlog";
+  EXPECT_THAT(agent.Status(), IsOk());
+  for (int fd : silent) close(fd);
+}
+
+}  // namespace
+}  // namespace nodeward::testing
+
+namespace nodeward::testing {
+namespace {
+
+// Issue point 9: envelopes whose wire strings are not UTF-8 are refused by
+// the wire checks before libprotobuf sees them, so none of them writes a
+// journal line (fcf3c42: one libprotobuf ERROR line per string, per envelope).
+TEST(HardeningE2eTest, InvalidUtf8EnvelopesDoNotFloodTheLog) {
+  AgentProcess agent;
+  ASSERT_THAT(agent.Start(), IsOk());
+  auto ch = agent.Channel();
+  ASSERT_THAT(ch, IsOk());
+  const std::string bytes = std::string("\x12\x02\xff\xfe\x1a\x04\x0a\x02\xc3\x28", 10);
+  grpc::Slice slice(bytes);
+  const grpc::ByteBuffer request(&slice, 1);
+  for (int i = 0; i < 200; ++i) {
+    auto [status, why] = RawExecute(*ch, request);
+    ASSERT_EQ(why, reason::kEnvelopeMalformed) << status.error_message();
+  }
+  EXPECT_FALSE(absl::StrContains(agent.Log(), "UTF-8")) << agent.Log();
+}
+
+}  // namespace
+}  // namespace nodeward::testing
+
+namespace nodeward::testing {
+namespace {
+
+// Issue point 6: a certificate from the right CA whose SAN is not allowed is
+// refused on Execute and on WatchHealth, and both refusals are in the audit
+// chain with the peer and the RPC (fcf3c42 returned before any record).
+TEST(HardeningE2eTest, PeerNotAllowedIsAudited) {
+  AgentProcess agent;
+  agent.config().mutable_tls()->add_allowed_client_sans("spiffe://nodeward.dev/orchestrator");
+  ASSERT_THAT(agent.Start(), IsOk());
+  auto ch = agent.Channel("wrong-san-client");
+  ASSERT_THAT(ch, IsOk());
+  EXPECT_EQ(ExecuteCommand(ch->get(), agent.Ping(1), absl::Seconds(5)).reason,
+            reason::kPeerNotAllowed);
+  {
+    auto stub = nodeward::v1::NodeAgent::NewStub(*ch);
+    grpc::ClientContext ctx;
+    nodeward::v1::WatchHealthRequest req;
+    req.set_max_reports(1);
+    auto reader = stub->WatchHealth(&ctx, req);
+    nodeward::v1::HealthReport r;
+    EXPECT_FALSE(reader->Read(&r));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  const std::string audit = Slurp(agent.dir() + "/state/audit.jsonl");
+  ASSERT_THAT(VerifyAuditChain(audit), IsOk());
+  int execute = 0, watch = 0;
+  for (absl::string_view line : absl::StrSplit(audit, '\n', absl::SkipEmpty())) {
+    if (!absl::StrContains(line, "PEER_NOT_ALLOWED")) continue;
+    EXPECT_TRUE(absl::StrContains(line, "127.0.0.1")) << line;  // the peer
+    if (absl::StrContains(line, "\"rpc\":\"Execute\"")) ++execute;
+    if (absl::StrContains(line, "\"rpc\":\"WatchHealth\"")) ++watch;
+  }
+  EXPECT_EQ(execute, 1) << audit;
+  EXPECT_EQ(watch, 1) << audit;
 }
 
 }  // namespace
