@@ -119,8 +119,11 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* f
   if (content.ok() && !prefix.error.ok()) {
     // Cut like the journal's torn tail, durably, and say so in the chain.
     const absl::string_view cut = absl::string_view(*content).substr(prefix.valid_bytes);
-    RETURN_IF_ERROR(log->file_->Truncate(prefix.valid_bytes));
-    RETURN_IF_ERROR(log->file_->Sync());
+    {
+      absl::MutexLock lock(&log->mu_);
+      RETURN_IF_ERROR(log->file_->Truncate(prefix.valid_bytes));
+      RETURN_IF_ERROR(log->file_->Sync());
+    }
     nodeward::v1::AuditRecord r;
     r.set_event("audit_tail_cut");
     r.set_message(absl::StrCat("cut a torn tail of ", cut.size(), " bytes (sha256 ",
