@@ -332,6 +332,15 @@ int Status(const Args& a) {
   if (!r.last_reload_error().empty()) {
     std::cout << "last reload:    FAILED: " << r.last_reload_error() << "\n";
   }
+  {
+    std::string b64;
+    absl::Base64Escape(r.signing_public_key(), &b64);
+    std::cout << "signing key:    "
+              << (r.signing_key_id().empty() ? std::string("NOT LOADED")
+                                             : absl::StrCat(r.signing_key_id(), " (ed25519 ", b64,
+                                                            "; pin it to verify wipe receipts)"))
+              << "\n";
+  }
   std::cout << "recent commands (newest first):\n";
   for (const auto& c : r.recent_commands()) {
     std::cout << "  " << FormatTime(c.time()) << "  seq " << c.sequence() << "  "
