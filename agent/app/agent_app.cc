@@ -218,7 +218,7 @@ absl::Status AgentApp::BuildPipelineStep() {
   auto wipe_handler = std::make_unique<wipe::WipeHandler>(
       wipe::WipeDeps{volumes_, backup_keys_.get(), deps_.fs.get(), deps_.clock.get()},
       wipe::WipeOptions{config_.state_dir() + "/wipe.pb", identity_.node_id, identity_.boot_id,
-                        signing_key_.get()});
+                        signing_key_.get(), OrphanVolumeRecords()});
   wipe_ = wipe_handler.get();
   // A wiped node takes no new volumes or keys.
   for (const char* type : {"setup_volume", "provision_backup_key"}) {
@@ -232,6 +232,12 @@ absl::Status AgentApp::BuildPipelineStep() {
   processor_->AuditEvent("startup", absl::StrCat("nodeward-agent ", NODEWARD_VERSION,
                                                  " node ", identity_.node_id));
   return absl::OkStatus();
+}
+
+std::string AgentApp::OrphanVolumeRecords() const {
+  if (volumes_ != nullptr) return "";
+  const std::string path = config_.state_dir() + "/volumes.pb";
+  return deps_.fs->FileSize(path).ok() ? path : "";
 }
 
 absl::Status AgentApp::RestoreFirewallStep() {

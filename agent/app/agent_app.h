@@ -108,6 +108,8 @@ class AgentApp {
   void NoteFirewallDrift(uint64_t repairs_before);
 
   AgentInfo Info() const;
+  // The volume record file when volumes are disabled but it exists.
+  std::string OrphanVolumeRecords() const;
   std::string RenderStatus() const;
 
   AgentDeps deps_;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "agent/common/reason.h"
 #include "agent/backup/backup_keys.h"
 #include "agent/common/status_macros.h"
 
@@ -24,7 +25,23 @@ bool ValidServiceId(const std::string& s) {
 
 }  // namespace
 
+void BackupKeyStore::Fence(const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  fence_ = why;
+}
+
 absl::StatusOr<BackupKeyStore::Installed> BackupKeyStore::Install(
+    const std::string& service_id, const std::string& public_key_pem,
+    const std::optional<SecureBuffer>& private_key_pem) {
+  absl::MutexLock lock(&mu_);
+  if (!fence_.empty()) {
+    return Reject(absl::StatusCode::kFailedPrecondition, reason::kWipeStarted,
+                  absl::StrCat("install backup key for ", service_id, ": ", fence_));
+  }
+  return InstallLocked(service_id, public_key_pem, private_key_pem);
+}
+
+absl::StatusOr<BackupKeyStore::Installed> BackupKeyStore::InstallLocked(
     const std::string& service_id, const std::string& public_key_pem,
     const std::optional<SecureBuffer>& private_key_pem) {
   if (!ValidServiceId(service_id)) {
@@ -68,6 +85,11 @@ absl::StatusOr<BackupKeyStore::Installed> BackupKeyStore::Install(
 }
 
 std::vector<nodeward::v1::WipeItem> BackupKeyStore::WipeAll() {
+  absl::MutexLock lock(&mu_);
+  return WipeAllLocked();
+}
+
+std::vector<nodeward::v1::WipeItem> BackupKeyStore::WipeAllLocked() {
   std::vector<nodeward::v1::WipeItem> out;
   auto item = [&](const std::string& path) -> nodeward::v1::WipeItem& {
     out.emplace_back();

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/command/command_handler.h"
 #include "nodeward/v1/agent.pb.h"
 #include "agent/common/secure_buffer.h"
@@ -41,9 +43,21 @@ class BackupKeyStore {
   // replaced by an earlier install are outside its reach (docs/wipe.md).
   std::vector<nodeward::v1::WipeItem> WipeAll();
 
+  // From a wipe's intent on, Install is refused (WIPE_STARTED), under the
+  // lock Install and WipeAll take.
+  void Fence(const std::string& why);
+
  private:
+  absl::StatusOr<Installed> InstallLocked(const std::string& service_id,
+                                          const std::string& public_key_pem,
+                                          const std::optional<SecureBuffer>& private_key_pem)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<nodeward::v1::WipeItem> WipeAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   platform::FileSystem* fs_;
   std::string dir_;
+  absl::Mutex mu_;
+  std::string fence_ ABSL_GUARDED_BY(mu_);
 };
 
 // Applies ProvisionBackupKey commands.

@@ -39,6 +39,8 @@ inline constexpr absl::string_view kAgentBusy = "AGENT_BUSY";
 inline constexpr absl::string_view kInDoubt = "IN_DOUBT";
 inline constexpr absl::string_view kApplyFailed = "APPLY_FAILED";
 inline constexpr absl::string_view kAuditUnavailable = "AUDIT_UNAVAILABLE";
+// A wipe was ordered on this node: no new volume or key from then on.
+inline constexpr absl::string_view kWipeStarted = "WIPE_STARTED";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

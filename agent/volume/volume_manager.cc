@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "agent/common/reason.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/common/secure_buffer.h"
@@ -222,7 +223,17 @@ std::vector<VolumeStatus> VolumeManager::Statuses() {
 
 absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::Apply(const VerifiedCommand& command) {
   absl::MutexLock lock(&mu_);
+  if (!fence_.empty()) {
+    return Reject(absl::StatusCode::kFailedPrecondition, reason::kWipeStarted,
+                  absl::StrCat("setup volume ", command.command.setup_volume().volume_id(), ": ",
+                               fence_));
+  }
   return SetupLocked(command.command.setup_volume());
+}
+
+void VolumeManager::Fence(const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  fence_ = why;
 }
 
 absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const SetupVolume& c) {

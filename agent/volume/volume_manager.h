@@ -74,6 +74,11 @@ class VolumeManager final : public CommandHandler {
   // can never be set up again. One item per volume, in record order.
   std::vector<nodeward::v1::WipeItem> WipeAll();
 
+  // From the moment a wipe's intent is recorded (or found at startup),
+  // every SetupVolume is refused (WIPE_STARTED), checked under the lock the
+  // setup itself takes: one waiting for a running WipeAll is refused too.
+  void Fence(const std::string& why);
+
  private:
   nodeward::v1::VolumeStatus Inspect(const nodeward::v1::VolumeRecord& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -89,6 +94,7 @@ class VolumeManager final : public CommandHandler {
   // The record file was corrupt at startup: volumes set up before are
   // unknown, so a wipe cannot claim them done.
   std::string records_lost_ ABSL_GUARDED_BY(mu_);
+  std::string fence_ ABSL_GUARDED_BY(mu_);
   absl::Mutex snapshot_mu_;
   std::vector<nodeward::v1::VolumeStatus> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 };

@@ -29,6 +29,7 @@ absl::Status WipeHandler::Restore() {
   }
   if (!*read) return absl::OkStatus();
   have_record_ = true;
+  FenceLocked();
   if (record_.has_result()) {
     wiped_.store(true);
     return absl::OkStatus();
@@ -65,6 +66,14 @@ WipeHandler::Summary WipeHandler::Describe() {
   return out;
 }
 
+void WipeHandler::FenceLocked() {
+  const std::string why = absl::StrCat("a wipe was ordered on this node (command ",
+                                       record_.receipt().command_id(),
+                                       "): it takes no new volumes or keys");
+  if (deps_.volumes != nullptr) deps_.volumes->Fence(why);
+  if (deps_.backup_keys != nullptr) deps_.backup_keys->Fence(why);
+}
+
 absl::StatusOr<WipeResult> WipeHandler::RunLocked() {
   WipeReceipt* receipt = record_.mutable_receipt();
   receipt->clear_items();
@@ -74,6 +83,15 @@ absl::StatusOr<WipeResult> WipeHandler::RunLocked() {
   }
   if (deps_.backup_keys != nullptr) {
     for (WipeItem& i : deps_.backup_keys->WipeAll()) items.push_back(std::move(i));
+  }
+  if (!options_.orphan_volume_records.empty()) {
+    WipeItem orphan;
+    orphan.set_kind(WipeItem::VOLUME);
+    orphan.set_id(options_.orphan_volume_records);
+    orphan.set_detail(
+        "volume records exist but volume management is disabled in this node's config "
+        "(volumes.enabled): enable it so the wipe can erase them; not verified");
+    items.push_back(std::move(orphan));
   }
   bool complete = true;
   std::vector<std::string> failed;
@@ -144,6 +162,7 @@ absl::StatusOr<nodeward::v1::CommandResult> WipeHandler::Apply(const VerifiedCom
     }
     have_record_ = true;
   }
+  FenceLocked();
   ASSIGN_OR_RETURN(*result.mutable_wipe(), RunLocked());
   return result;
 }

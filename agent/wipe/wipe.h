@@ -27,6 +27,10 @@ struct WipeDeps {
   platform::Clock* clock = nullptr;
 };
 
+// Volume records found on a node whose config disables volumes: the wipe
+// cannot erase what it is not allowed to manage, so it never completes
+// (one unverified item names them) until volumes are enabled again.
+
 struct WipeOptions {
   std::string state_path;  // <state_dir>/wipe.pb
   std::string node_id;
@@ -34,6 +38,9 @@ struct WipeOptions {
   // The agent's signing key (agent/attest/signing_key.h); null: the wipe
   // runs but no receipt can be issued, so it never reports complete.
   const Ed25519PrivateKey* signing_key = nullptr;
+  // <state_dir>/volumes.pb when volumes are disabled (deps.volumes null)
+  // but that file exists; "" otherwise.
+  std::string orphan_volume_records;
 };
 
 // Applies Wipe (docs/wipe.md). The record of a wipe is written before any
@@ -62,6 +69,8 @@ class WipeHandler final : public CommandHandler {
   // Runs every step (all idempotent) and, when all verified, signs.
   absl::StatusOr<nodeward::v1::WipeResult> RunLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // No new volume or key from the intent on (security rule 7).
+  void FenceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const WipeDeps deps_;
   const WipeOptions options_;

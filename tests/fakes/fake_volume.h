@@ -58,6 +58,8 @@ class FakeVolumes {
   std::function<void()> before_activate;
   // Called inside Mkfs (a long step in real life).
   std::function<void()> during_mkfs;
+  // Called at the start of EraseHeader (inside a wipe).
+  std::function<void()> during_erase;
 
   class Devices final : public BlockDevices {
    public:
@@ -168,6 +170,7 @@ class FakeVolumes {
       return absl::OkStatus();
     }
     absl::StatusOr<uint64_t> EraseHeader(const BlockDevice& d) override {
+      if (v_->during_erase) v_->during_erase();
       Disk* disk = v_->ByPath(d.path);
       if (disk == nullptr) return absl::NotFoundError(d.path);
       for (const auto& [name, m] : v_->mappings_) {

@@ -14,8 +14,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "agent/common/reason.h"
 #include "agent/backup/backup_keys.h"
 #include "agent/wipe/receipt.h"
 #include "gtest/gtest.h"
@@ -107,7 +111,7 @@ class WipeTest : public ::testing::Test {
   std::unique_ptr<WipeHandler> Handler() {
     return std::make_unique<WipeHandler>(
         WipeDeps{volumes_.get(), &keys_, &fs_, &clock_},
-        WipeOptions{"/state/wipe.pb", "node-1", "boot-1", &P().signer});
+        WipeOptions{"/state/wipe.pb", "node-1", "boot-1", &P().signer, orphan_records_});
   }
   std::vector<std::string> KeyFiles() {
     std::vector<std::string> out;
@@ -122,6 +126,7 @@ class WipeTest : public ::testing::Test {
   std::unique_ptr<volume::VolumeManager> volumes_;
   backup::BackupKeyStore keys_{&fs_, "/keys"};
   std::unique_ptr<WipeHandler> handler_;
+  std::string orphan_records_;
 };
 
 TEST_F(WipeTest, ErasesEveryVolumeAndKeyFileAndSignsAReceipt) {
@@ -369,6 +374,60 @@ TEST_F(WipeTest, VerifierRejectsUnknownFieldsAndMissingFacts) {
                 StatusIs(StatusCode::kDataLoss))
         << "dropped fact " << drop;
   }
+}
+
+// Issue "Hardening II" point 6, the race forced: a SetupVolume and a
+// ProvisionBackupKey that arrive while the wipe is erasing (waiting for the
+// lock WipeAll holds) run right after it on fcf3c42, so the receipt said
+// complete while a volume was ACTIVE. Now the fence set with the intent
+// refuses both under the same locks.
+TEST_F(WipeTest, SetupAndKeysArrivingDuringTheWipeAreRefused) {
+  absl::Notification erasing, release;
+  v_.AddDisk("serial:nw-data-3", "/dev/vdd", 0xfe30);
+  v_.during_erase = [&] {
+    if (!erasing.HasBeenNotified()) erasing.Notify();
+    release.WaitForNotification();
+  };
+  absl::StatusOr<nodeward::v1::CommandResult> wiped;
+  std::thread wipe([&] { wiped = handler_->Apply(WipeCmd(7)); });
+  erasing.WaitForNotification();
+  absl::StatusOr<nodeward::v1::CommandResult> setup;
+  absl::Status key;
+  std::thread late_setup([&] {
+    setup = volumes_->Apply(SetupCmd("pg-late", "serial:nw-data-3", "pglate", "/var/lib/data/late"));
+  });
+  std::thread late_key([&] {
+    key = keys_.Install("svc-2", testing::K().b.public_key().ToPem(), std::nullopt).status();
+  });
+  absl::SleepFor(absl::Milliseconds(50));  // both are waiting on the locks
+  release.Notify();
+  wipe.join();
+  late_setup.join();
+  late_key.join();
+  ASSERT_THAT(wiped, IsOk());
+  auto receipt = VerifyReceipt(wiped->wipe(), P().signer_pub);
+  ASSERT_THAT(receipt, IsOk());
+  EXPECT_TRUE(receipt->complete());
+  EXPECT_THAT(setup, testing::Rejected(StatusCode::kFailedPrecondition, reason::kWipeStarted));
+  EXPECT_THAT(key, testing::Rejected(StatusCode::kFailedPrecondition, reason::kWipeStarted));
+  EXPECT_TRUE(v_.mappings().empty());
+  for (const auto& s : volumes_->Statuses()) EXPECT_NE(s.state(), VolumeStatus::ACTIVE);
+  EXPECT_TRUE(KeyFiles().empty());
+}
+
+// A node with volume records but volumes disabled never reports a wipe
+// complete (on fcf3c42 it ignored volumes.pb).
+TEST_F(WipeTest, VolumeRecordsWithVolumesDisabledKeepTheWipeIncomplete) {
+  orphan_records_ = "/state/volumes.pb";
+  auto h = std::make_unique<WipeHandler>(
+      WipeDeps{nullptr, &keys_, &fs_, &clock_},
+      WipeOptions{"/state/wipe.pb", "node-1", "boot-1", &P().signer, orphan_records_});
+  ASSERT_THAT(h->Restore(), IsOk());
+  auto r = h->Apply(WipeCmd(7));
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("volume management is disabled"), std::string::npos)
+      << r.status();
+  EXPECT_TRUE(h->Describe().incomplete);
 }
 
 TEST_F(WipeTest, LongReasonIsRefusedBeforeAnything) {
