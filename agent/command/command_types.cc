@@ -25,6 +25,17 @@ bool IsKnownCommandType(absl::string_view type) {
   return false;
 }
 
+bool IsKnownPolicyName(absl::string_view name) {
+  return IsKnownCommandType(name) || name == kDestroyingSetupVolume;
+}
+
+std::string DestructiveVariantOf(const nodeward::v1::Command& command) {
+  if (command.has_setup_volume() && command.setup_volume().destroy_existing_data()) {
+    return std::string(kDestroyingSetupVolume);
+  }
+  return "";
+}
+
 std::string PayloadTypeFor(absl::string_view type) { return absl::StrCat(kPrefix, type, kSuffix); }
 
 absl::StatusOr<std::string> CommandTypeFromPayloadType(absl::string_view payload_type) {

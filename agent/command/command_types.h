@@ -15,6 +15,15 @@ namespace nodeward {
 // True if `type` names a Command.body field.
 bool IsKnownCommandType(absl::string_view type);
 
+// Destructive variants of a command type have a policy of their own
+// (security rule 7), checked after the payload is parsed:
+// "setup_volume.destroy_existing_data" for a SetupVolume that may format
+// over data. A known command type or a known variant.
+inline constexpr absl::string_view kDestroyingSetupVolume = "setup_volume.destroy_existing_data";
+bool IsKnownPolicyName(absl::string_view name);
+// The variant policy `command` needs besides its type's, or "" if none.
+std::string DestructiveVariantOf(const nodeward::v1::Command& command);
+
 // "application/vnd.nodeward.v1.command.<type>+protobuf".
 std::string PayloadTypeFor(absl::string_view type);
 

@@ -30,7 +30,7 @@ absl::StatusOr<TrustStorePtr> TrustStore::Build(const nodeward::v1::TrustConfig&
   }
   for (int i = 0; i < config.policies_size(); ++i) {
     const auto& p = config.policies(i);
-    if (!IsKnownCommandType(p.command_type())) {
+    if (!IsKnownPolicyName(p.command_type())) {
       return absl::InvalidArgumentError(absl::StrCat("trust.policies[", i, "]: unknown command type '",
                                                      p.command_type(), "'"));
     }

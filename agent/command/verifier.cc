@@ -234,6 +234,12 @@ absl::StatusOr<VerifiedCommand> VerifyCommand(absl::string_view envelope_bytes,
   ASSIGN_OR_RETURN(nodeward::v1::Command command, verify::ParsePayload(env.payload(), type));
   facts->command_id = command.command_id();
   facts->sequence = command.sequence();
+  // Destroying data is its own authority: the variant's policy (roles and
+  // threshold) must hold too, or the command is refused before the ledger.
+  if (const std::string variant = DestructiveVariantOf(command); !variant.empty()) {
+    RETURN_IF_ERROR(verify::CheckSignersAllowed(env, variant, trust));
+    RETURN_IF_ERROR(verify::CheckThreshold(env, variant, trust));
+  }
   RETURN_IF_ERROR(verify::CheckTarget(command, identity));
   RETURN_IF_ERROR(verify::CheckTimeWindow(command, now, limits));
 

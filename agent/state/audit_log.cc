@@ -136,29 +136,53 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* f
 }
 
 absl::Status AuditLog::Append(nodeward::v1::AuditRecord record) {
-  absl::MutexLock lock(&mu_);
-  record.set_index(next_index_);
-  record.set_prev_hash(last_hash_);
-  record.set_hash(AuditRecordHash(record));
-  const uint64_t before = file_->Size();
-  if (!broken_.ok()) return broken_;
-  absl::Status s = file_->Append(absl::StrCat(ToJsonLine(record), "\n"));
-  // Written through: the line is on disk before the caller returns the
-  // outcome it records.
-  if (s.ok()) s = file_->Sync();
-  if (!s.ok()) {
-    // Cut a partial line so the chain stays verifiable; the record is lost
-    // and the caller reports that. If even the cut fails, the file may end
-    // in a torn line: nothing more is appended until a restart cuts it.
-    absl::Status cut = file_->Size() == before ? absl::OkStatus() : file_->Truncate(before);
-    if (!cut.ok()) {
-      broken_ = absl::DataLossError(absl::StrCat(
-          "a failed audit write could not be cut (", cut.message(), "); restart to repair"));
+  uint64_t mine = 0;
+  platform::AppendableFile* file = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!broken_.ok()) return broken_;
+    record.set_index(next_index_);
+    record.set_prev_hash(last_hash_);
+    record.set_hash(AuditRecordHash(record));
+    const uint64_t before = file_->Size();
+    absl::Status s = file_->Append(absl::StrCat(ToJsonLine(record), "\n"));
+    if (!s.ok()) {
+      // Cut a partial line so the chain stays verifiable; the record is lost
+      // and the caller reports that. If even the cut fails, the file may end
+      // in a torn line: nothing more is appended until a restart cuts it.
+      absl::Status cut = file_->Size() == before ? absl::OkStatus() : file_->Truncate(before);
+      if (!cut.ok()) {
+        broken_ = absl::DataLossError(absl::StrCat(
+            "a failed audit write could not be cut (", cut.message(), "); restart to repair"));
+      }
+      return s;
     }
+    ++next_index_;
+    last_hash_ = record.hash();
+    mine = ++appended_;
+    file = file_.get();
+  }
+  // Written through, with group commit: the line is on disk before the
+  // caller returns the outcome it records, and concurrent appenders share
+  // one fdatasync (the first to get here syncs everything written so far).
+  absl::MutexLock sync_lock(&sync_mu_);
+  uint64_t target = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!broken_.ok()) return broken_;
+    if (synced_ >= mine) return absl::OkStatus();
+    target = appended_;
+  }
+  absl::Status s = file->Sync();
+  absl::MutexLock lock(&mu_);
+  if (!s.ok()) {
+    // After a failed fdatasync the page cache cannot be trusted: no later
+    // line is vouched for until a restart re-reads the file.
+    broken_ = absl::DataLossError(
+        absl::StrCat("audit fdatasync failed (", s.message(), "); restart to re-read the log"));
     return s;
   }
-  ++next_index_;
-  last_hash_ = record.hash();
+  synced_ = target;
   return absl::OkStatus();
 }
 

@@ -17,8 +17,9 @@ std::string AuditRecordHash(const nodeward::v1::AuditRecord& record);
 
 // Append-only, hash-chained audit file: one AuditRecord as protobuf JSON per
 // line, each naming the hash of the one before. Each line is written with
-// one write(2) and fdatasync'd before Append returns (docs/state.md), so a
-// command's audit line is durable before its outcome is returned.
+// one write(2) and fdatasync'd before Append returns (group commit:
+// concurrent appenders share a sync; docs/state.md), so a command's audit
+// line is durable before its outcome is returned.
 // Thread-safe: the chain order is the order of Append calls.
 class AuditLog {
  public:
@@ -44,6 +45,9 @@ class AuditLog {
   uint64_t next_index_ ABSL_GUARDED_BY(mu_);
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  uint64_t appended_ ABSL_GUARDED_BY(mu_) = 0;  // lines written by this process
+  uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;    // of those, known durable
+  absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one fdatasync at a time
   std::string cut_tail_;
 };
 

@@ -219,6 +219,8 @@ void Prepare() {
                 "by_id_dir": ")" << kWork << R"(/by-id"},
     "trust": {"keys": [)" << key << R"(], "policies": [
       {"command_type": "setup_volume", "allowed_roles": ["orchestrator"]},
+      {"command_type": "setup_volume.destroy_existing_data", "allowed_roles": ["orchestrator"],
+       "threshold": 2},
       {"command_type": "provision_backup_key", "allowed_roles": ["orchestrator"]},
       {"command_type": "wipe", "allowed_roles": ["orchestrator"], "threshold": 2}]}})";
 }
@@ -310,7 +312,8 @@ int Test() {
   Run("mkfs.ext4 -q -F " + spare + " && mkdir -p /mnt/busy && mount " + spare + " /mnt/busy",
       &out);
   out = Send(SetupBody("busy", "serial:nw-spare", "busy", "/srv/nodeward/busy",
-                       "FILESYSTEM_EXT4", true));
+                       "FILESYSTEM_EXT4", true),
+             "--signing-key " + kWork + "/k2.key");
   Check("mounted disk refused even with destroy_existing_data",
         Contains(out, "REJECTED code=FAILED_PRECONDITION") && Contains(out, "in use"), out);
   Run("grep -c ' /mnt/busy ' /proc/mounts", &out);
@@ -398,6 +401,11 @@ int Test() {
   const size_t made = agent.keys().size();
   out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
                        "FILESYSTEM_EXT4", true));
+  Check("destroy_existing_data with one signer refused (its own policy, threshold 2)",
+        Contains(out, "THRESHOLD_NOT_MET"), out);
+  out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
+                       "FILESYSTEM_EXT4", true),
+             "--signing-key " + kWork + "/k2.key");
   Check("with destroy_existing_data: a new, empty volume", Contains(out, "APPLIED"), out);
   Check("and a new key", agent.keys().size() == made + 1 && agent.keys().back() != keys[0] &&
                              agent.keys().back() != keys[1]);
@@ -496,7 +504,8 @@ int Test() {
   Check("wipe again: the same receipt, nothing redone",
         Contains(again, "APPLIED") && Contains(again, "already_wiped"), again);
   out = Send(SetupBody("pg-data", "serial:nw-data-1", "pgdata", "/srv/nodeward/pg",
-                       "FILESYSTEM_EXT4", true));
+                       "FILESYSTEM_EXT4", true),
+             "--signing-key " + kWork + "/k2.key");
   Check("a wiped node sets up no volume", Contains(out, "REJECTED code=FAILED_PRECONDITION"), out);
   Run("kill $(cat " + kWork + "/holder.pid)", &out);
   agent.Kill(SIGTERM);

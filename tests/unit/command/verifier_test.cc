@@ -267,6 +267,47 @@ TEST_F(VerifierTest, NilUuidAndEmptyPayloadAreMalformed) {
               Rejected(StatusCode::kInvalidArgument, reason::kPayloadMalformed));
 }
 
+// Issue "Hardening II" point 5: formatting over data is its own authority.
+// The online key alone may set up blank volumes, but a SetupVolume with
+// destroy_existing_data needs the variant's policy (threshold 2 here); with
+// no such policy it is refused. On fcf3c42 one key could reformat any disk.
+TEST_F(VerifierTest, DestroyingDataNeedsItsOwnPolicy) {
+  auto setup = [&](bool destroy) {
+    auto c = f_.Ping(1, now_);
+    c.clear_ping();
+    auto* s = c.mutable_setup_volume();
+    s->set_volume_id("pg-data");
+    s->set_device("serial:d1");
+    s->set_mapper_name("pgdata");
+    s->set_filesystem(nodeward::v1::FILESYSTEM_EXT4);
+    s->set_mount_point("/srv/pg");
+    s->set_destroy_existing_data(destroy);
+    return c;
+  };
+  nodeward::v1::TrustConfig t = f_.Trust();
+  auto* p = t.add_policies();
+  p->set_command_type("setup_volume");
+  p->add_allowed_roles("orchestrator");
+  TrustStorePtr without = TrustStore::Build(t).value();
+  p = t.add_policies();
+  p->set_command_type(std::string(kDestroyingSetupVolume));
+  p->add_allowed_roles("orchestrator");
+  p->set_threshold(2);
+  TrustStorePtr with = TrustStore::Build(t).value();
+  auto verify = [&](const TrustStorePtr& trust, const std::string& bytes) {
+    return VerifyCommand(bytes, *trust, f_.Identity(), limits_, now_);
+  };
+  const Ed25519PrivateKey* k0 = &f_.orchestrator(0);
+  const Ed25519PrivateKey* k1 = &f_.orchestrator(1);
+  EXPECT_THAT(verify(with, f_.Sign(setup(false), {k0})), IsOk());
+  EXPECT_THAT(verify(with, f_.Sign(setup(true), {k0})),
+              Rejected(StatusCode::kPermissionDenied, reason::kThresholdNotMet));
+  EXPECT_THAT(verify(with, f_.Sign(setup(true), {k0, k1})), IsOk());
+  EXPECT_THAT(verify(without, f_.Sign(setup(true), {k0, k1})),
+              Rejected(StatusCode::kPermissionDenied, reason::kKeyNotAllowed));
+  EXPECT_THAT(verify(without, f_.Sign(setup(false), {k0})), IsOk());
+}
+
 TEST_F(VerifierTest, GarbageAndUnsignedEnvelopes) {
   EXPECT_THAT(Verify(std::string("\xff\xff\xff\xff", 4)),
               Rejected(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed));

@@ -144,3 +144,29 @@ TEST_F(AuditLogTest, TornOrZeroFilledTailIsCutAndRecorded) {
 
 }  // namespace
 }  // namespace nodeward
+
+namespace nodeward {
+namespace {
+
+// Write-through: a line is durable when Append returns (a crash right
+// after loses nothing); after a failed fdatasync nothing more is vouched for
+// until a restart re-reads the file.
+TEST_F(AuditLogTest, LinesAreDurableAndAFailedSyncFailsClosed) {
+  auto log = AuditLog::Open(&fs_, kPath);
+  ASSERT_THAT(log, IsOk());
+  nodeward::v1::AuditRecord r;
+  r.set_event("durable");
+  ASSERT_THAT((*log)->Append(r), IsOk());
+  fs_.Crash();
+  EXPECT_NE(fs_.Content(kPath).find("durable"), std::string::npos);
+  fs_.FailNextSync(absl::StatusCode::kDataLoss);
+  EXPECT_FALSE((*log)->Append(r).ok());
+  EXPECT_THAT((*log)->Append(r), StatusIs(absl::StatusCode::kDataLoss));
+  auto reopened = AuditLog::Open(&fs_, kPath);
+  ASSERT_THAT(reopened, IsOk());
+  EXPECT_THAT((*reopened)->Append(r), IsOk());
+  EXPECT_THAT(VerifyAuditChain(fs_.Content(kPath)), IsOk());
+}
+
+}  // namespace
+}  // namespace nodeward
