@@ -317,16 +317,36 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ConfirmLocked(ui
 
 absl::Status FirewallReconciler::CheckDeadline(absl::Time now) {
   absl::MutexLock lock(&mu_);
+  if (rollback_failed_) return RollBackLocked();  // retried every tick
   if (!pending_.has_value() || now < pending_->deadline) return absl::OkStatus();
-  RETURN_IF_ERROR(SyncLocked(
-      BuildRuleset(management_, confirmed_.has_value() ? &*confirmed_ : nullptr, max_per_shard_),
-      nullptr));
+  // From the deadline on, the confirmed state is the desired one: it can no
+  // longer be confirmed, and the periodic read-back repairs toward the
+  // confirmed state, never toward the expired one.
+  const uint64_t expired = pending_->state.generation;
+  pending_.reset();
   ++stats_.rollbacks;
-  stats_.last_rollback = absl::StrCat("generation ", pending_->state.generation,
+  stats_.last_rollback = absl::StrCat("generation ", expired,
                                       " was not confirmed in time; rolled back to generation ",
                                       confirmed_generation_);
   stats_.last_apply = now;
-  pending_.reset();
+  rollback_failed_ = true;
+  rolled_back_generation_ = expired;
+  return RollBackLocked();
+}
+
+absl::Status FirewallReconciler::RollBackLocked() {
+  absl::Status s = SyncLocked(
+      BuildRuleset(management_, confirmed_.has_value() ? &*confirmed_ : nullptr, max_per_shard_),
+      nullptr);
+  if (!s.ok()) {
+    // Visible (health is DEGRADED with FIREWALL_OUT_OF_SYNC) and retried.
+    stats_.error = absl::StrCat("roll back unconfirmed generation ", rolled_back_generation_,
+                                " to generation ", confirmed_generation_, ": ", s.message(),
+                                " (retried every second)");
+    return s;
+  }
+  rollback_failed_ = false;
+  stats_.error.clear();
   return absl::OkStatus();
 }
 

@@ -101,6 +101,7 @@ class FirewallReconciler final : public CommandHandler {
   // Brings the kernel to `desired`; `summary` gets what was changed.
   absl::Status SyncLocked(platform::FilterRuleset desired, std::string* summary)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RollBackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status VerifyLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateDigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ProbeForeignDropsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -120,6 +121,9 @@ class FirewallReconciler final : public CommandHandler {
   uint64_t confirmed_generation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t highest_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  // A rollback at the deadline failed: retried at every CheckDeadline.
+  bool rollback_failed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t rolled_back_generation_ ABSL_GUARDED_BY(mu_) = 0;
   // What the kernel is known to hold (valid until another writer commits).
   platform::KernelTable known_ ABSL_GUARDED_BY(mu_);
   bool known_valid_ ABSL_GUARDED_BY(mu_) = false;

@@ -163,6 +163,33 @@ TEST_F(ReconcilerTest, UnconfirmedApplyRollsBackAtTheDeadline) {
   EXPECT_THAT(rec_.Apply(Cmd(3, {"192.168.1.16/32"})), IsOk());
 }
 
+// Issue "Hardening II" point 12: a rollback that fails is visible (the
+// status error, so health is DEGRADED) and retried; meanwhile the expired
+// generation is never treated as desired (on fcf3c42 the periodic verify
+// kept it and health stayed SERVING) nor confirmable.
+TEST_F(ReconcilerTest, FailedRollbackIsReportedAndRetried) {
+  ASSERT_THAT(rec_.Apply(Cmd(1, {"192.168.1.15/32"})), IsOk());
+  auto risky = Cmd(2, {"192.168.1.16/32", "2001:db8:1::/48"});
+  risky.command.mutable_apply_firewall()->set_confirm_within_seconds(10);
+  ASSERT_THAT(rec_.Apply(risky), IsOk());
+  clock_.Advance(absl::Seconds(11));
+  filter_.FailNext(StatusCode::kUnavailable);
+  EXPECT_FALSE(rec_.CheckDeadline(clock_.Now()).ok());
+  EXPECT_TRUE(HasRuleFor(*filter_.table(), "svc_pg_v6"));  // still the kernel's
+  EXPECT_NE(rec_.status().error.find("roll back unconfirmed generation 2"), std::string::npos)
+      << rec_.status().error;
+  EXPECT_EQ(rec_.status().rollbacks, 1u);
+  EXPECT_THAT(rec_.Apply(Confirm(2)), StatusIs(StatusCode::kFailedPrecondition));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_THAT(rec_.CheckDeadline(clock_.Now()), IsOk());  // the retry
+  EXPECT_FALSE(HasRuleFor(*filter_.table(), "svc_pg_v6"));
+  EXPECT_TRUE(rec_.status().error.empty());
+  EXPECT_EQ(rec_.status().generation, 1u);
+  // The read-back agrees: nothing to repair toward generation 2.
+  ASSERT_THAT(rec_.Verify("periodic read-back"), IsOk());
+  EXPECT_FALSE(HasRuleFor(*filter_.table(), "svc_pg_v6"));
+}
+
 TEST_F(ReconcilerTest, ConfirmedApplyStaysAndSurvivesRestart) {
   auto risky = Cmd(1, {"192.168.1.16/32"});
   risky.command.mutable_apply_firewall()->set_confirm_within_seconds(10);
