@@ -52,6 +52,7 @@ class PausingCrypt final : public nodeward::platform::Crypt {
  public:
   PausingCrypt(std::unique_ptr<nodeward::platform::Crypt> inner, std::string flag)
       : inner_(std::move(inner)), flag_(std::move(flag)) {}
+  absl::Status CheckAvailable() override { return inner_->CheckAvailable(); }
   absl::StatusOr<std::string> Format(const nodeward::platform::BlockDevice& d,
                                      absl::Span<const uint8_t> key,
                                      const nodeward::platform::CryptParams& p) override {

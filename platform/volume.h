@@ -109,6 +109,10 @@ class Crypt {
   // libcryptsetup opens the device exclusively itself, so the caller's
   // exclusive handle must be released first; the caller re-checks the
   // mapping's device afterwards.
+  // FAILED_PRECONDITION naming what is missing when this kernel cannot map
+  // a dm-crypt volume (no device-mapper, no crypt target): checked before
+  // anything is written to a device.
+  virtual absl::Status CheckAvailable() = 0;
   virtual absl::StatusOr<std::string> Format(const BlockDevice& device,
                                              absl::Span<const uint8_t> volume_key,
                                              const CryptParams& params) = 0;
@@ -145,6 +149,9 @@ class Filesystems {
  public:
   virtual ~Filesystems() = default;
   // Makes a file system on `device` (the mapping), e.g. /dev/mapper/<name>.
+  // FAILED_PRECONDITION naming the program (and its package) when the mkfs
+  // for `type` is not installed: checked before anything is written.
+  virtual absl::Status CheckMkfs(FsType type) = 0;
   virtual absl::Status Mkfs(const std::string& device, FsType type) = 0;
   virtual absl::Status Mount(const std::string& device, const std::string& target, FsType type,
                              const std::string& options) = 0;

@@ -313,6 +313,18 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
         content.description, "); resend with destroy_existing_data to erase it"));
   }
 
+  // Fail before anything is written when the setup cannot finish: no
+  // dm-crypt on this kernel, no mkfs for the asked file system (on fcf3c42
+  // the header was written first and the volume left KEY_LOST).
+  if (absl::Status s = deps_.crypt->CheckAvailable(); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("setup_volume ", c.volume_id(), ": ", s.message()));
+  }
+  if (absl::Status s = deps_.filesystems->CheckMkfs(FsOf(c)); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("setup_volume ", c.volume_id(), ": ", s.message()));
+  }
+
   // Remember the attempt before the device is written: if the agent dies
   // between here and the mount, the volume is KEY_LOST after a restart, not
   // an unknown device with a stray header.

@@ -643,6 +643,41 @@ absl::Status LinuxFilesystems::Unmount(const std::string& target, bool lazy) {
   return absl::OkStatus();
 }
 
+absl::Status LinuxCrypt::CheckAvailable() {
+  int fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dm-crypt is not available on this kernel: open /dev/mapper/control: ", strerror(errno),
+        " (no device-mapper); nothing was written"));
+  }
+  // DM_GET_TARGET_VERSION loads dm-crypt on demand, as a table load would.
+  std::vector<char> buf(sizeof(dm_ioctl) + 64, 0);
+  auto* io = reinterpret_cast<dm_ioctl*>(buf.data());
+  io->version[0] = DM_VERSION_MAJOR;
+  io->data_size = static_cast<uint32_t>(buf.size());
+  io->data_start = sizeof(dm_ioctl);
+  std::strncpy(buf.data() + sizeof(dm_ioctl), "crypt", 63);
+  const int r = ioctl(fd, DM_GET_TARGET_VERSION, io);
+  const int err = errno;
+  close(fd);
+  if (r != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dm-crypt is not available on this kernel: no 'crypt' device-mapper target (",
+        strerror(err), "); nothing was written"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinuxFilesystems::CheckMkfs(FsType type) {
+  const char* program = type == FsType::kXfs ? "mkfs.xfs" : "mkfs.ext4";
+  const char* package = type == FsType::kXfs ? "xfsprogs" : "e2fsprogs";
+  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"}) {
+    if (access(absl::StrCat(dir, "/", program).c_str(), X_OK) == 0) return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      program, " is not installed (package ", package, "); nothing was written"));
+}
+
 absl::Status LinuxFilesystems::Mkfs(const std::string& device, FsType type) {
   std::vector<std::string> argv = type == FsType::kXfs
                                       ? std::vector<std::string>{"mkfs.xfs", "-q", "-f", device}

@@ -40,6 +40,7 @@ class LinuxCrypt final : public Crypt {
                                      const CryptParams& params) override;
   absl::Status Activate(const BlockDevice& device, const std::string& name,
                         absl::Span<const uint8_t> volume_key, const CryptParams& params) override;
+  absl::Status CheckAvailable() override;
   absl::StatusOr<CryptStatus> Status(const std::string& name) override;
   absl::StatusOr<LuksHeader> ReadHeader(const BlockDevice& device) override;
   absl::Status Deactivate(const std::string& name) override;
@@ -50,6 +51,7 @@ class LinuxCrypt final : public Crypt {
 // mkfs runs the distro's mkfs.ext4 / mkfs.xfs; mounts are mount(2).
 class LinuxFilesystems final : public Filesystems {
  public:
+  absl::Status CheckMkfs(FsType type) override;
   absl::Status Mkfs(const std::string& device, FsType type) override;
   absl::Status Mount(const std::string& device, const std::string& target, FsType type,
                      const std::string& options) override;

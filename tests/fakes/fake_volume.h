@@ -114,6 +114,12 @@ class FakeVolumes {
   class FakeCrypt final : public Crypt {
    public:
     explicit FakeCrypt(FakeVolumes* v) : v_(v) {}
+    absl::Status CheckAvailable() override {
+      if (!v_->dm_crypt_available) {
+        return absl::FailedPreconditionError("dm-crypt is not available on this kernel (fake)");
+      }
+      return absl::OkStatus();
+    }
     absl::StatusOr<std::string> Format(const BlockDevice& h, absl::Span<const uint8_t> key,
                                        const CryptParams& p) override {
       Disk* disk = v_->ByPath(h.path);
@@ -194,6 +200,12 @@ class FakeVolumes {
   class Fs final : public Filesystems {
    public:
     explicit Fs(FakeVolumes* v) : v_(v) {}
+    absl::Status CheckMkfs(FsType type) override {
+      if (v_->mkfs_missing.count(type) != 0) {
+        return absl::FailedPreconditionError("mkfs is not installed (fake)");
+      }
+      return absl::OkStatus();
+    }
     absl::Status Mkfs(const std::string& device, FsType) override {
       if (v_->during_mkfs) v_->during_mkfs();
       if (v_->fail_mkfs) return absl::InternalError("mkfs failed");
@@ -255,6 +267,8 @@ class FakeVolumes {
   bool fail_mkfs = false;
   bool fail_force_deactivate = false;
   int fail_erase = 0;                 // the next N EraseHeader calls fail
+  bool dm_crypt_available = true;     // CheckAvailable's answer
+  std::set<FsType> mkfs_missing;      // CheckMkfs fails for these
   std::set<std::string> busy_mounts;  // a plain unmount fails (files open)
   Devices devices{this};
   FakeCrypt crypt{this};

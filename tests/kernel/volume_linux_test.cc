@@ -179,5 +179,22 @@ TEST_F(VolumeLinuxTest, NoMappingExistsWithoutDeviceMapper) {
   EXPECT_FALSE(s->active);
 }
 
+// Issue "Hardening II" point 11 on the real kernel: what SetupVolume checks
+// before it writes. This host kernel has no device-mapper (the vm tier's
+// has): the check names it; both mkfs programs are installed here.
+TEST_F(VolumeLinuxTest, DmCryptAndMkfsAreCheckedBeforeWriting) {
+  LinuxCrypt crypt;
+  absl::Status dm = crypt.CheckAvailable();
+  if (access("/dev/mapper/control", F_OK) == 0) {
+    EXPECT_THAT(dm, IsOk());
+  } else {
+    EXPECT_THAT(dm, StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_TRUE(absl::StrContains(dm.message(), "/dev/mapper/control")) << dm;
+  }
+  LinuxFilesystems fs;
+  EXPECT_THAT(fs.CheckMkfs(FsType::kExt4), IsOk());
+  EXPECT_THAT(fs.CheckMkfs(FsType::kXfs), IsOk());
+}
+
 }  // namespace
 }  // namespace nodeward::platform

@@ -255,3 +255,36 @@ TEST_F(VolumeTest, StatusesDoNotWaitForASetupInProgress) {
 
 }  // namespace
 }  // namespace nodeward::volume
+
+namespace nodeward::volume {
+namespace {
+
+// Issue "Hardening II" point 11: when the setup cannot finish (no dm-crypt,
+// no mkfs for the file system), it fails before it writes: FAILED_PRECONDITION
+// naming what is missing, no header, no record, and a later retry needs no
+// destroy_existing_data. On fcf3c42 the header was written first.
+TEST_F(VolumeTest, MissingDmCryptOrMkfsFailsBeforeAnythingIsWritten) {
+  auto m = Manager();
+  ASSERT_THAT(m->Restore(), IsOk());
+  v_.dm_crypt_available = false;
+  auto r = m->Apply(SetupCmd("pg-data", kDisk1, "pgdata", "/var/lib/data/pg"));
+  EXPECT_THAT(r, testing::StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(r.status().message().find("dm-crypt"), std::string::npos) << r.status();
+  EXPECT_FALSE(v_.disk(kDisk1).header.has_value());
+  EXPECT_TRUE(m->Statuses().empty());
+  v_.dm_crypt_available = true;
+  v_.mkfs_missing.insert(platform::FsType::kXfs);
+  VerifiedCommand xfs = SetupCmd("pg-wal", kDisk2, "pgwal", "/var/lib/data/wal");
+  xfs.command.mutable_setup_volume()->set_filesystem(nodeward::v1::FILESYSTEM_XFS);
+  r = m->Apply(xfs);
+  EXPECT_THAT(r, testing::StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(r.status().message().find("mkfs"), std::string::npos) << r.status();
+  EXPECT_FALSE(v_.disk(kDisk2).header.has_value());
+  // Once possible, the same command works without destroy_existing_data.
+  v_.mkfs_missing.clear();
+  EXPECT_THAT(m->Apply(xfs), IsOk());
+  EXPECT_THAT(m->Apply(SetupCmd("pg-data", kDisk1, "pgdata", "/var/lib/data/pg")), IsOk());
+}
+
+}  // namespace
+}  // namespace nodeward::volume
