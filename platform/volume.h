@@ -70,6 +70,11 @@ class BlockDevices {
   // `device` (same st_rdev): a device swapped between check and use is
   // ABORTED. FAILED_PRECONDITION (EBUSY) if it is in use.
   virtual absl::StatusOr<std::unique_ptr<DeviceHandle>> OpenExclusive(const BlockDevice& device) = 0;
+  // Resolves `device.stable_id` again and checks it is still the same disk
+  // (path, dev_t, size): called immediately before the format, so a disk
+  // swapped after the checks is found before its first block is written.
+  // ABORTED if it changed.
+  virtual absl::Status Recheck(const BlockDevice& device) = 0;
 };
 
 struct CryptParams {

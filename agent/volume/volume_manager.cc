@@ -375,6 +375,11 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
     if (absl::Status s = deps_.random->Fill(absl::MakeSpan(key.data(), key.size())); !s.ok()) {
       return forget(s);
     }
+    // The last look before the first write: still the same disk (a swap
+    // after the checks above is found here). What remains is the window
+    // between this look and libcryptsetup's own open of the path
+    // (docs/volumes.md).
+    if (absl::Status s = deps_.devices->Recheck(dev); !s.ok()) return forget(s);
     ASSIGN_OR_RETURN(uuid, deps_.crypt->Format(dev, absl::MakeConstSpan(key.data(), key.size()),
                                                Params(c)));
     RETURN_IF_ERROR(deps_.crypt->Activate(dev, c.mapper_name(),

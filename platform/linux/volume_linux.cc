@@ -222,20 +222,25 @@ absl::StatusOr<BlockDevice> LinuxBlockDevices::Resolve(const std::string& stable
     const std::string want = stable_id.substr(7);
     DIR* d = opendir("/sys/block");
     if (d == nullptr) return absl::ErrnoToStatus(errno, "list /sys/block");
-    std::string found;
+    std::vector<std::pair<std::string, std::string>> disks;
     while (dirent* e = readdir(d)) {
       if (e->d_name[0] == '.') continue;
       const std::string name = e->d_name;
       for (const std::string& f : {"/sys/block/" + name + "/serial",
                                    "/sys/block/" + name + "/device/serial"}) {
-        if (access(f.c_str(), R_OK) == 0 && ReadSmall(f) == want) found = name;
+        if (access(f.c_str(), R_OK) == 0) {
+          disks.emplace_back(name, ReadSmall(f));
+          break;  // one serial per disk (device/serial is the same one)
+        }
       }
     }
     closedir(d);
-    if (found.empty()) {
-      return absl::NotFoundError(absl::StrCat("device ", stable_id, ": no disk has that serial"));
+    absl::StatusOr<std::string> found = PickDiskBySerial(disks, want);
+    if (!found.ok()) {
+      return absl::Status(found.status().code(),
+                          absl::StrCat("device ", stable_id, ": ", found.status().message()));
     }
-    return Describe(stable_id, "/dev/" + found);
+    return Describe(stable_id, "/dev/" + *found);
   }
   constexpr absl::string_view kById = "/dev/disk/by-id/";
   if (!absl::StartsWith(stable_id, kById) ||
@@ -244,6 +249,37 @@ absl::StatusOr<BlockDevice> LinuxBlockDevices::Resolve(const std::string& stable
         absl::StrCat("device ", stable_id, ": not a stable identifier"));
   }
   return Describe(stable_id, by_id_dir_ + "/" + stable_id.substr(kById.size()));
+}
+
+absl::StatusOr<std::string> PickDiskBySerial(
+    const std::vector<std::pair<std::string, std::string>>& disks, const std::string& want) {
+  std::vector<std::string> names;
+  for (const auto& [name, serial] : disks) {
+    if (serial == want) names.push_back(name);
+  }
+  if (names.empty()) return absl::NotFoundError("no disk has that serial");
+  if (names.size() > 1) {
+    std::sort(names.begin(), names.end());
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ambiguous: ", absl::StrJoin(names, ", "),
+        " share that serial; name the disk by /dev/disk/by-id/ instead"));
+  }
+  return names[0];
+}
+
+absl::Status LinuxBlockDevices::Recheck(const BlockDevice& device) {
+  absl::StatusOr<BlockDevice> now = Resolve(device.stable_id);
+  if (!now.ok()) {
+    return absl::AbortedError(absl::StrCat("device ", device.stable_id,
+                                           " no longer resolves: ", now.status().message()));
+  }
+  if (now->path != device.path || now->rdev != device.rdev ||
+      now->size_bytes != device.size_bytes) {
+    return absl::AbortedError(absl::StrCat(
+        "device ", device.stable_id, " changed since it was checked (", device.path, " -> ",
+        now->path, "); nothing was written"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DeviceContent> LinuxBlockDevices::Probe(const BlockDevice& device) {

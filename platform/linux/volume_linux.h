@@ -6,6 +6,8 @@
 #endif
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "platform/volume.h"
 
@@ -27,10 +29,17 @@ class LinuxBlockDevices final : public BlockDevices {
   absl::StatusOr<DeviceContent> Probe(const BlockDevice& device) override;
   absl::StatusOr<DeviceUse> Use(const BlockDevice& device) override;
   absl::StatusOr<std::unique_ptr<DeviceHandle>> OpenExclusive(const BlockDevice& device) override;
+  absl::Status Recheck(const BlockDevice& device) override;
 
  private:
   std::string by_id_dir_;
 };
+
+// The disk whose sysfs serial is `want`, from (block device name, serial)
+// pairs. NOT_FOUND for none; FAILED_PRECONDITION naming them when several
+// share it (NVMe namespaces do): a serial that is not unique is no identity.
+absl::StatusOr<std::string> PickDiskBySerial(
+    const std::vector<std::pair<std::string, std::string>>& disks, const std::string& want);
 
 // dm-crypt and LUKS2 through libcryptsetup (never the cryptsetup binary).
 class LinuxCrypt final : public Crypt {

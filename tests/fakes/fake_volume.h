@@ -72,6 +72,13 @@ class FakeVolumes {
       if (it == v_->disks_.end()) return absl::NotFoundError(absl::StrCat("device ", id));
       return BlockDevice{id, it->second.path, it->second.rdev, 1ull << 30};
     }
+    absl::Status Recheck(const BlockDevice& d) override {
+      absl::StatusOr<BlockDevice> now = Resolve(d.stable_id);
+      if (!now.ok() || now->path != d.path || now->rdev != d.rdev) {
+        return absl::AbortedError(absl::StrCat("device ", d.stable_id, " changed (fake)"));
+      }
+      return absl::OkStatus();
+    }
     absl::StatusOr<DeviceContent> Probe(const BlockDevice& d) override {
       if (v_->probe_hook) v_->probe_hook();
       const Disk* disk = v_->ByPath(d.path);

@@ -1,6 +1,7 @@
 // LinuxFileSystem::ReadFileInto: a secret goes from the file straight into the
 // caller's buffer, and a file too large for it leaves nothing there.
 #include "platform/linux/file_system_linux.h"
+#include "platform/linux/volume_linux.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -108,3 +109,19 @@ TEST(LedgerOnRealFilesTest, LostSnapshotAfterCompactionRefuses) {
 
 }  // namespace
 }  // namespace nodeward
+
+namespace nodeward::platform {
+namespace {
+
+// Issue "Hardening II" point 10: a serial several disks share (NVMe
+// namespaces) is refused instead of silently taking the last one.
+TEST(PickDiskBySerialTest, RefusesAmbiguity) {
+  EXPECT_EQ(PickDiskBySerial({{"vda", "os"}, {"vdb", "nw-1"}}, "nw-1").value(), "vdb");
+  EXPECT_THAT(PickDiskBySerial({{"vda", "os"}}, "nw-1"), StatusIs(absl::StatusCode::kNotFound));
+  auto two = PickDiskBySerial({{"nvme0n2", "S1"}, {"nvme0n1", "S1"}, {"vda", "os"}}, "S1");
+  EXPECT_THAT(two, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(two.status().message().find("nvme0n1, nvme0n2"), std::string::npos) << two.status();
+}
+
+}  // namespace
+}  // namespace nodeward::platform

@@ -167,7 +167,9 @@ TEST_F(VolumeTest, ConflictsWithOtherVolumesAndMappingsAreRefused) {
 }
 
 // The device node is swapped for another disk between the check and the
-// mapping: the mapping is closed again and the command fails.
+// format: found by the re-check right before the first write (issue
+// "Hardening II" point 10; fcf3c42 found it only after the header was
+// overwritten), so nothing is written and nothing is remembered.
 TEST_F(VolumeTest, DeviceSwappedBetweenCheckAndUseIsRefused) {
   auto m = Manager();
   v_.after_open = [&] { v_.disk(kDisk1).rdev = 0xfe99; };
@@ -175,6 +177,8 @@ TEST_F(VolumeTest, DeviceSwappedBetweenCheckAndUseIsRefused) {
               StatusIs(StatusCode::kAborted));
   EXPECT_TRUE(v_.mappings().empty());
   EXPECT_TRUE(v_.mounts().empty());
+  EXPECT_FALSE(v_.disk(kDisk1).header.has_value());
+  EXPECT_TRUE(m->Statuses().empty());
 }
 
 TEST_F(VolumeTest, FailedMkfsClosesTheMapping) {
