@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "agent/backup/backup_format.h"
 #include "agent/common/status_macros.h"
+#include "tools/nodewardctl/ring_source.h"
 
 namespace nodeward {
 namespace {
@@ -61,110 +62,6 @@ class IdleBackoff {
   static constexpr absl::Duration kMin = absl::Microseconds(50);
   static constexpr absl::Duration kMax = absl::Milliseconds(2);
   absl::Duration next_ = kMin;
-};
-
-// A regular input file, memory-mapped so the cipher reads it in place.
-// A helper thread keeps the reader's thread free of kernel work: it maps the
-// pages ahead of the reader (MADV_POPULATE_READ, Linux 5.14+; without it the
-// reader faults them in itself) and drops the pages already consumed behind it
-// (MADV_DONTNEED: unmapping costs ~5% of the cipher's time when the reader
-// does it), so resident memory stays bounded whatever the file size. Dropping
-// only removes this process's page-table entries: a page dropped too early is
-// read again from the page cache, never lost.
-class MappedSource final : public ByteSource {
- public:
-  static std::unique_ptr<MappedSource> Open(int fd) {
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return nullptr;
-    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) return nullptr;
-    madvise(p, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
-    return std::unique_ptr<MappedSource>(
-        new MappedSource(static_cast<const char*>(p), static_cast<size_t>(st.st_size)));
-  }
-  ~MappedSource() override {
-    {
-      absl::MutexLock l(&mu_);
-      stop_ = true;
-    }
-    if (helper_.joinable()) helper_.join();
-    munmap(const_cast<char*>(base_), size_);
-  }
-  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
-    absl::string_view v = Take(n);
-    std::memcpy(buf, v.data(), v.size());
-    return v.size();
-  }
-  bool CanView() const override { return true; }
-  absl::StatusOr<absl::string_view> ReadView(size_t n) override { return Take(n); }
-
- private:
-  static constexpr size_t kWindow = 2 << 20;  // populated per step
-  static constexpr size_t kAhead = 8 << 20;   // at most this far ahead of the reader
-  static constexpr size_t kDrop = 8 << 20;    // dropped behind the reader in steps of this
-
-  MappedSource(const char* base, size_t size) : base_(base), size_(size) {
-    if (size_ > kWindow) helper_ = std::thread([this] { Help(); });
-  }
-
-  void Help() {
-    bool can_populate = true;
-    IdleBackoff idle;
-    // The helper's own: only it drops and populates.
-    size_t dropped = 0, populated = 0;
-    while (true) {
-      size_t in_use;
-      {
-        absl::MutexLock l(&mu_);
-        if (stop_) return;
-        in_use = in_use_;
-      }
-      bool worked = false;
-      if (in_use >= dropped + kDrop) {
-        // Everything before the view the reader holds now (page-aligned down).
-        const size_t upto = in_use & ~size_t{4095};
-        madvise(const_cast<char*>(base_) + dropped, upto - dropped, MADV_DONTNEED);
-        dropped = upto;
-        populated = std::max(populated, dropped);  // never map what is gone
-        worked = true;
-      }
-      if (populated < std::min(size_, in_use + kAhead)) {
-        const size_t len = std::min(kWindow, size_ - populated);
-#ifdef MADV_POPULATE_READ
-        if (can_populate &&
-            madvise(const_cast<char*>(base_) + populated, len, MADV_POPULATE_READ) != 0) {
-          can_populate = false;  // the reader faults the pages in itself
-        }
-#endif
-        populated += len;
-        worked = true;
-      }
-      if (worked) {
-        idle.Reset();
-        continue;
-      }
-      absl::MutexLock l(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), idle.Next());
-    }
-  }
-
-  absl::string_view Take(size_t n) {
-    const size_t k = std::min(n, size_ - pos_);
-    absl::string_view v(base_ + pos_, k);
-    if (helper_.joinable()) {
-      absl::MutexLock l(&mu_);
-      in_use_ = pos_;  // the caller no longer needs what lies before this view
-    }
-    pos_ += k;
-    return v;
-  }
-  const char* base_;
-  size_t size_;
-  size_t pos_ = 0;  // the reader's thread only
-  absl::Mutex mu_;
-  size_t in_use_ ABSL_GUARDED_BY(mu_) = 0;  // start of the reader's current view
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread helper_;
 };
 
 // Bytes already read (to tell the format) followed by the rest.
@@ -377,34 +274,102 @@ class ThreadedFdSink final : public ByteSink {
   std::thread writer_;
 };
 
-// --out FILE: written to a temp file beside it and renamed only on success,
-// so a failed run never leaves partial (or unauthenticated) output there.
+// --out FILE. A regular file (or a new one) is written to an unnamed temp
+// file in the same directory (O_TMPFILE: no name exists until it is linked,
+// so no failure, not even SIGKILL, leaves partial or unverified output
+// behind) and linked in place only on success. A target that exists and is
+// not a regular file (a device such as /dev/null, a FIFO) is written
+// directly and never replaced (fcf3c42 renamed a 0600 file over /dev/null);
+// a symlink is refused. `direct()` tells the caller that bytes reach the
+// target as they are written.
 class OutputFile {
  public:
   absl::Status Open(const std::string& path) {
     path_ = path;
-    tmp_ = path + ".nwtmp-XXXXXX";
-    fd_ = mkstemp(tmp_.data());
-    if (fd_ < 0) return absl::ErrnoToStatus(errno, "create " + tmp_);
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("--out ", path, " is a symlink: give the file itself"));
+      }
+      if (!S_ISREG(st.st_mode)) {
+        fd_ = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd_ < 0) return absl::ErrnoToStatus(errno, "open " + path);
+        direct_ = true;
+        return absl::OkStatus();
+      }
+    } else if (errno != ENOENT) {
+      return absl::ErrnoToStatus(errno, "stat " + path);
+    }
+    const size_t slash = path.rfind('/');
+    dir_ = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    fd_ = open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd_ < 0) return absl::ErrnoToStatus(errno, "create an unnamed file in " + dir_);
     return absl::OkStatus();
   }
   int fd() const { return fd_; }
+  bool direct() const { return direct_; }
   absl::Status Commit() {
-    if (fsync(fd_) != 0) return absl::ErrnoToStatus(errno, "fsync " + tmp_);
-    close(fd_);
-    fd_ = -1;
-    if (rename(tmp_.c_str(), path_.c_str()) != 0) return absl::ErrnoToStatus(errno, "rename to " + path_);
-    tmp_.clear();
+    if (direct_) return absl::OkStatus();
+    if (fsync(fd_) != 0) return absl::ErrnoToStatus(errno, "fsync output for " + path_);
+    // linkat cannot replace: link under a fresh name, then rename over.
+    std::string tmp = absl::StrCat(path_, ".nwtmp-", getpid());
+    const std::string proc = absl::StrCat("/proc/self/fd/", fd_);
+    unlink(tmp.c_str());
+    if (linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      return absl::ErrnoToStatus(errno, "link output to " + tmp);
+    }
+    if (rename(tmp.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      unlink(tmp.c_str());
+      return absl::ErrnoToStatus(err, "rename to " + path_);
+    }
+    int d = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      (void)fsync(d);
+      close(d);
+    }
     return absl::OkStatus();
   }
   ~OutputFile() {
-    if (fd_ >= 0) close(fd_);
-    if (!tmp_.empty()) unlink(tmp_.c_str());
+    if (fd_ >= 0) close(fd_);  // an unlinked O_TMPFILE is gone with its fd
   }
 
  private:
-  std::string path_, tmp_;
+  std::string path_, dir_;
   int fd_ = -1;
+  bool direct_ = false;
+};
+
+// v1 plaintext whose one tag comes last, held in memory until it verifies
+// when it cannot go to an unnamed temp file (stdout, a device, a FIFO):
+// never plaintext on a disk (fcf3c42 spooled it to tmpfile() on the root
+// disk). Bounded: beyond kMaxV1Spool the decrypt is refused.
+class MemorySink final : public ByteSink {
+ public:
+  static constexpr size_t kMaxV1Spool = 64 << 20;
+  ~MemorySink() override { OPENSSL_cleanse(data_.data(), data_.size()); }
+  absl::Status Write(absl::string_view d) override {
+    if (data_.size() + d.size() > kMaxV1Spool) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "a v1 backup larger than ", kMaxV1Spool >> 20,
+          " MiB cannot be verified before release to stdout or a non-regular file: decrypt "
+          "to a regular --out FILE"));
+    }
+    if (data_.capacity() < data_.size() + d.size()) {
+      std::string bigger;
+      bigger.reserve(std::max(data_.size() + d.size(), 2 * data_.capacity()));
+      bigger.append(data_);
+      OPENSSL_cleanse(data_.data(), data_.size());
+      data_.swap(bigger);
+    }
+    data_.append(d.data(), d.size());
+    return absl::OkStatus();
+  }
+  absl::string_view data() const { return data_; }
+
+ private:
+  std::string data_;
 };
 
 std::string Get(const std::multimap<std::string, std::string>& o, const std::string& k) {
@@ -486,9 +451,10 @@ int Encrypt(const std::multimap<std::string, std::string>& o) {
   if (!key.ok()) return Fail("encrypt", key.status());
   auto in_fd = OpenInput(o);
   if (!in_fd.ok()) return Fail("encrypt", in_fd.status());
-  FdSource fd_in(*in_fd);
-  std::unique_ptr<MappedSource> mapped = MappedSource::Open(*in_fd);
-  ByteSource& in = mapped ? static_cast<ByteSource&>(*mapped) : fd_in;
+  // Read once into private memory by a reader thread (ring_source.h).
+  auto ring = RingSource::Start(*in_fd, backup::kMaxChunkSize + 4096);
+  if (!ring.ok()) return Fail("encrypt", ring.status());
+  ByteSource& in = **ring;
   OutputFile file;
   int out_fd = 1;
   std::string out = Get(o, "out");
@@ -520,9 +486,12 @@ int Decrypt(const std::multimap<std::string, std::string>& o) {
   for (const auto& k : keys) ptrs.push_back(&k);
   auto in_fd = OpenInput(o);
   if (!in_fd.ok()) return Fail("decrypt", in_fd.status());
-  FdSource fd_raw(*in_fd);
-  std::unique_ptr<MappedSource> mapped = MappedSource::Open(*in_fd);
-  ByteSource& raw = mapped ? static_cast<ByteSource&>(*mapped) : fd_raw;
+  // Never a shared mapping of untrusted input: a reader thread copies it
+  // once into private memory, and the MAC and the decryption both read that
+  // copy; a shrinking file is a short read, never SIGBUS (ring_source.h).
+  auto ring = RingSource::Start(*in_fd, backup::kMaxChunkSize + 4096);
+  if (!ring.ok()) return Fail("decrypt", ring.status());
+  ByteSource& raw = **ring;
   // Peek at the magic: v1 to stdout must be spooled (its one tag comes last).
   std::string prefix(6, '\0');
   size_t got = 0;
@@ -538,38 +507,25 @@ int Decrypt(const std::multimap<std::string, std::string>& o) {
 
   OutputFile file;
   int out_fd = 1;
-  FILE* spool = nullptr;
   std::string out = Get(o, "out");
   if (!out.empty() && out != "-") {
     if (absl::Status s = file.Open(out); !s.ok()) return Fail("decrypt", s);
     out_fd = file.fd();
-  } else if (format.ok() && *format == backup::Format::kV1) {
-    spool = tmpfile();  // unlinked; gone with the process whatever happens
-    if (spool == nullptr) return Fail("decrypt", absl::ErrnoToStatus(errno, "create spool file"));
-    out_fd = fileno(spool);
   }
+  // v1 has one tag at the very end: where output is released as it is
+  // written (stdout, a device, a FIFO), hold it in memory until it verifies.
+  const bool hold = format.ok() && *format == backup::Format::kV1 && (out_fd == 1 || file.direct());
+  MemorySink held;
   // Sized for the default chunk; other sizes grow the buffers on first use.
   ThreadedFdSink sink(out_fd, backup::kDefaultChunkSize + 256, /*plaintext=*/true);
   backup::DecryptInfo info;
-  absl::Status s = backup::Decrypt(ptrs, &in, &sink, &info, Get(o, "accept-empty") == "1");
+  absl::Status s = backup::Decrypt(ptrs, &in, hold ? static_cast<ByteSink*>(&held) : &sink,
+                                   &info, Get(o, "accept-empty") == "1");
+  if (s.ok() && hold) s = sink.Write(held.data());  // verified: now release it
   absl::Status written = sink.Finish();
   if (s.ok()) s = written;
   if (*in_fd != 0) close(*in_fd);
-  if (s.ok() && spool != nullptr) {
-    // Verified: now release the plaintext.
-    if (lseek(out_fd, 0, SEEK_SET) != 0) s = absl::ErrnoToStatus(errno, "rewind spool");
-    FdSource back(out_fd);
-    FdSink stdout_sink(1);
-    char buf[1 << 16];
-    while (s.ok()) {
-      auto r = back.Read(buf, sizeof(buf));
-      if (!r.ok()) s = r.status();
-      if (!s.ok() || *r == 0) break;
-      s = stdout_sink.Write(absl::string_view(buf, *r));
-    }
-  }
-  if (spool != nullptr) fclose(spool);
-  if (s.ok() && out_fd != 1 && spool == nullptr) s = file.Commit();
+  if (s.ok() && out_fd != 1) s = file.Commit();
   if (!s.ok()) return Fail("decrypt", s);
   if (Get(o, "quiet") == "1") return 0;
   std::cerr << "verified " << (info.format == backup::Format::kV2 ? "v2" : "v1 (pghoa1)")

@@ -1,0 +1,136 @@
+#include "tools/nodewardctl/ring_source.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace nodeward {
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kReadStep = 1 << 20;  // one read(2) at most this long
+
+// Sleeps 20 us doubling to 1 ms while there is nothing to do.
+class Backoff {
+ public:
+  void Reset() { next_ = absl::Microseconds(20); }
+  void Wait() {
+    absl::SleepFor(next_);
+    next_ = std::min(next_ * 2, absl::Milliseconds(1));
+  }
+
+ private:
+  absl::Duration next_ = absl::Microseconds(20);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RingSource>> RingSource::Start(int fd, size_t max_view) {
+  // Twice the largest view, whole pages: the reader always has room for the
+  // next view while the consumer holds the current one.
+  size_t ring = std::max<size_t>(2 * max_view, 4u << 20);
+  ring = (ring + kPage - 1) / kPage * kPage;
+  int mem = memfd_create("nodewardctl-backup-input", MFD_CLOEXEC);
+  if (mem < 0) return absl::ErrnoToStatus(errno, "create input ring");
+  if (ftruncate(mem, static_cast<off_t>(ring)) != 0) {
+    close(mem);
+    return absl::ErrnoToStatus(errno, "size input ring");
+  }
+  void* area = mmap(nullptr, 2 * ring, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (area == MAP_FAILED) {
+    close(mem);
+    return absl::ErrnoToStatus(errno, "reserve input ring");
+  }
+  char* base = static_cast<char*>(area);
+  if (mmap(base, ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem, 0) == MAP_FAILED ||
+      mmap(base + ring, ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem, 0) ==
+          MAP_FAILED) {
+    const int err = errno;
+    munmap(base, 2 * ring);
+    close(mem);
+    return absl::ErrnoToStatus(err, "map input ring");
+  }
+  close(mem);  // the mappings keep it; nobody can open it by fd any more
+  return std::unique_ptr<RingSource>(new RingSource(fd, base, ring));
+}
+
+RingSource::RingSource(int fd, char* base, size_t ring) : fd_(fd), base_(base), ring_(ring) {
+  reader_ = std::thread([this] { Fill(); });
+}
+
+RingSource::~RingSource() {
+  stop_.store(true);
+  if (reader_.joinable()) reader_.join();
+  // What was read may be plaintext-adjacent input; wipe before unmapping.
+  std::memset(base_, 0, ring_);
+  munmap(base_, 2 * ring_);
+}
+
+void RingSource::Fill() {
+  Backoff idle;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const uint64_t w = written_.load(std::memory_order_relaxed);
+    const uint64_t free = ring_ - (w - consumed_.load(std::memory_order_acquire));
+    if (free == 0) {
+      idle.Wait();
+      continue;
+    }
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(free, kReadStep));
+    const ssize_t r = read(fd_, base_ + w % ring_, want);  // contiguous: the ring is mirrored
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r < 0) {
+        absl::MutexLock lock(&mu_);
+        error_ = absl::ErrnoToStatus(errno, "read backup input");
+      }
+      done_.store(true, std::memory_order_release);
+      return;
+    }
+    idle.Reset();
+    written_.store(w + static_cast<uint64_t>(r), std::memory_order_release);
+  }
+}
+
+absl::StatusOr<size_t> RingSource::Await(size_t n) {
+  // The consumer is done with the view it held.
+  pos_ += held_;
+  held_ = 0;
+  consumed_.store(pos_, std::memory_order_release);
+  if (n > ring_ / 2) return absl::InvalidArgumentError("backup input: view larger than the ring");
+  Backoff idle;
+  while (true) {
+    const uint64_t have = written_.load(std::memory_order_acquire) - pos_;
+    if (have >= n) return n;
+    if (done_.load(std::memory_order_acquire)) {
+      // written_ is final once done_ is set.
+      const uint64_t last = written_.load(std::memory_order_acquire) - pos_;
+      absl::MutexLock lock(&mu_);
+      if (!error_.ok()) return error_;
+      return static_cast<size_t>(std::min<uint64_t>(last, n));
+    }
+    idle.Wait();
+  }
+}
+
+absl::StatusOr<absl::string_view> RingSource::ReadView(size_t n) {
+  absl::StatusOr<size_t> k = Await(n);
+  if (!k.ok()) return k.status();
+  held_ = *k;
+  return absl::string_view(base_ + pos_ % ring_, *k);
+}
+
+absl::StatusOr<size_t> RingSource::Read(char* buffer, size_t n) {
+  absl::StatusOr<size_t> k = Await(std::min(n, ring_ / 2));
+  if (!k.ok()) return k.status();
+  std::memcpy(buffer, base_ + pos_ % ring_, *k);
+  held_ = *k;
+  return *k;
+}
+
+}  // namespace nodeward
