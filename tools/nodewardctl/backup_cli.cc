@@ -452,7 +452,7 @@ int Encrypt(const std::multimap<std::string, std::string>& o) {
   auto in_fd = OpenInput(o);
   if (!in_fd.ok()) return Fail("encrypt", in_fd.status());
   // Read once into private memory by a reader thread (ring_source.h).
-  auto ring = RingSource::Start(*in_fd, backup::kMaxChunkSize + 4096);
+  auto ring = RingSource::Start(*in_fd, backup::kDefaultChunkSize + 4096);
   if (!ring.ok()) return Fail("encrypt", ring.status());
   ByteSource& in = **ring;
   OutputFile file;
@@ -489,7 +489,7 @@ int Decrypt(const std::multimap<std::string, std::string>& o) {
   // Never a shared mapping of untrusted input: a reader thread copies it
   // once into private memory, and the MAC and the decryption both read that
   // copy; a shrinking file is a short read, never SIGBUS (ring_source.h).
-  auto ring = RingSource::Start(*in_fd, backup::kMaxChunkSize + 4096);
+  auto ring = RingSource::Start(*in_fd, backup::kDefaultChunkSize + 4096);
   if (!ring.ok()) return Fail("decrypt", ring.status());
   ByteSource& raw = **ring;
   // Peek at the magic: v1 to stdout must be spooled (its one tag comes last).

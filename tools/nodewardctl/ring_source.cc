@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <openssl/crypto.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -31,10 +33,12 @@ class Backoff {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RingSource>> RingSource::Start(int fd, size_t max_view) {
-  // Twice the largest view, whole pages: the reader always has room for the
-  // next view while the consumer holds the current one.
-  size_t ring = std::max<size_t>(2 * max_view, 4u << 20);
+absl::StatusOr<std::unique_ptr<RingSource>> RingSource::Start(int fd, size_t usual_view) {
+  // Four times the usual view (a default 1 MiB chunk and its tag), whole
+  // pages: the reader keeps working while the consumer holds a view. Larger
+  // views (chunks above a quarter of the ring) are assembled in a scratch
+  // buffer instead.
+  size_t ring = std::max<size_t>(4 * usual_view, 4u << 20);
   ring = (ring + kPage - 1) / kPage * kPage;
   int mem = memfd_create("nodewardctl-backup-input", MFD_CLOEXEC);
   if (mem < 0) return absl::ErrnoToStatus(errno, "create input ring");
@@ -67,9 +71,10 @@ RingSource::RingSource(int fd, char* base, size_t ring) : fd_(fd), base_(base), 
 RingSource::~RingSource() {
   stop_.store(true);
   if (reader_.joinable()) reader_.join();
-  // What was read may be plaintext-adjacent input; wipe before unmapping.
-  std::memset(base_, 0, ring_);
+  // The input may be plaintext (encrypt): wipe what was ever written.
+  std::memset(base_, 0, static_cast<size_t>(std::min<uint64_t>(written_.load(), ring_)));
   munmap(base_, 2 * ring_);
+  OPENSSL_cleanse(scratch_.data(), scratch_.size());
 }
 
 void RingSource::Fill() {
@@ -102,7 +107,6 @@ absl::StatusOr<size_t> RingSource::Await(size_t n) {
   pos_ += held_;
   held_ = 0;
   consumed_.store(pos_, std::memory_order_release);
-  if (n > ring_ / 2) return absl::InvalidArgumentError("backup input: view larger than the ring");
   Backoff idle;
   while (true) {
     const uint64_t have = written_.load(std::memory_order_acquire) - pos_;
@@ -119,6 +123,22 @@ absl::StatusOr<size_t> RingSource::Await(size_t n) {
 }
 
 absl::StatusOr<absl::string_view> RingSource::ReadView(size_t n) {
+  if (n > ring_ / 2) {
+    // Larger than the ring can hold beside the reader: copy it out piece by
+    // piece (still one copy of the bytes, still private memory).
+    if (scratch_.size() < n) {
+      OPENSSL_cleanse(scratch_.data(), scratch_.size());
+      scratch_.assign(n, '\0');
+    }
+    size_t got = 0;
+    while (got < n) {
+      absl::StatusOr<size_t> r = Read(scratch_.data() + got, n - got);
+      if (!r.ok()) return r.status();
+      if (*r == 0) break;
+      got += *r;
+    }
+    return absl::string_view(scratch_.data(), got);
+  }
   absl::StatusOr<size_t> k = Await(n);
   if (!k.ok()) return k.status();
   held_ = *k;
@@ -126,7 +146,13 @@ absl::StatusOr<absl::string_view> RingSource::ReadView(size_t n) {
 }
 
 absl::StatusOr<size_t> RingSource::Read(char* buffer, size_t n) {
-  absl::StatusOr<size_t> k = Await(std::min(n, ring_ / 2));
+  // Whatever is there, up to n (at least one byte unless the input ended).
+  pos_ += held_;
+  held_ = 0;
+  consumed_.store(pos_, std::memory_order_release);
+  const uint64_t there = written_.load(std::memory_order_acquire) - pos_;
+  absl::StatusOr<size_t> k =
+      Await(there > 0 ? static_cast<size_t>(std::min<uint64_t>(there, n)) : std::min<size_t>(n, 1));
   if (!k.ok()) return k.status();
   std::memcpy(buffer, base_ + pos_ % ring_, *k);
   held_ = *k;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -23,8 +24,9 @@ namespace nodeward {
 // sides poll with a short backoff.
 class RingSource final : public backup::ByteSource {
  public:
-  // `max_view`: the largest view ever asked for (a v2 chunk and its tag).
-  static absl::StatusOr<std::unique_ptr<RingSource>> Start(int fd, size_t max_view);
+  // `usual_view`: the view size asked for most (a default v2 chunk and its
+  // tag); larger ones work too, through a scratch copy.
+  static absl::StatusOr<std::unique_ptr<RingSource>> Start(int fd, size_t usual_view);
   ~RingSource() override;
 
   absl::StatusOr<size_t> Read(char* buffer, size_t size) override;
@@ -49,6 +51,7 @@ class RingSource final : public backup::ByteSource {
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   uint64_t pos_ = 0;   // consumer's position (consumer thread only)
   size_t held_ = 0;    // length of the view handed out last
+  std::string scratch_;  // views larger than half the ring
   std::thread reader_;
 };
 
