@@ -345,6 +345,9 @@ void PutRule(std::string* out, const FilterRule& r) {
 
 void Canonical(const FilterRuleset& r, const std::function<void(absl::string_view)>& sink) {
   std::string out = "nodeward-ruleset-1;";
+  // Only a table with flags adds this: every hash of a flagless table stays
+  // as it was.
+  if (r.table_flags != 0) absl::StrAppend(&out, "F", r.table_flags, ";");
   for (const FilterRule& x : r.rules) PutRule(&out, x);
   std::vector<const FilterChain*> chains;
   for (const FilterChain& c : r.chains) chains.push_back(&c);

@@ -86,6 +86,9 @@ struct FilterRuleset {
   std::vector<FilterSet> sets;
   std::vector<FilterRule> rules;
   std::vector<FilterChain> chains;
+  // The table's flags (NFT_TABLE_F_*) as read back; the desired table has
+  // none (`dormant` would switch every rule off).
+  uint32_t table_flags = 0;
 };
 
 // The table as read back from the kernel.

@@ -835,14 +835,25 @@ absl::StatusOr<KernelTable> NftPacketFilter::ReadLocked() {
     absl::Status s = [&]() -> absl::Status {
       std::unique_ptr<nftnl_table, TableFree> tab(nftnl_table_alloc());
       nftnl_table_set_str(tab.get(), NFTNL_TABLE_NAME, table_.c_str());
+      uint32_t flags = 0;
       absl::Status got = Request(
           *nl, NFT_MSG_GETTABLE, NLM_F_ACK,
           [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, tab.get()); },
-          [](const nlmsghdr*) {}, "read table");
+          [&](const nlmsghdr* m) {
+            std::unique_ptr<nftnl_table, TableFree> r(nftnl_table_alloc());
+            if (nftnl_table_nlmsg_parse(m, r.get()) >= 0 &&
+                nftnl_table_is_set(r.get(), NFTNL_TABLE_FLAGS)) {
+              flags = nftnl_table_get_u32(r.get(), NFTNL_TABLE_FLAGS);
+            }
+          },
+          "read table");
       if (absl::IsNotFound(got)) return absl::OkStatus();  // exists = false
       if (!got.ok()) return got;
       t.exists = true;
-      t.structure_ok = true;
+      // The agent's table never has a flag: `dormant` switches all of its
+      // filtering off. Any flag is drift that only a replace repairs.
+      t.ruleset.table_flags = flags;
+      t.structure_ok = flags == 0;
       bool have_input = false;
       // Chains.
       absl::Status st = Request(

@@ -269,6 +269,28 @@ TEST_F(FirewallAgentTest, FlushAndForeignEditsAreRepaired) {
   EXPECT_TRUE(absl::StrContains(Status(), "drift repairs: 3"));
 }
 
+// Issue "Hardening II" point 7: `flags dormant` switches the whole table off
+// while every rule stays in place; fcf3c42 ignored the flags (health SERVING,
+// hash unchanged, a refused source connecting). Now any flag is drift,
+// repaired by a replace, and the flags are part of the content hash.
+TEST_F(FirewallAgentTest, DormantTableIsDriftAndRepaired) {
+  StartAgent();
+  ASSERT_TRUE(absl::StrContains(Send(1, 1, "\"" + net_.Ip(3) + "/32\""), "APPLIED"));
+  ASSERT_FALSE(net_.CanConnect(2, 5432));
+  Nft("add table inet nodeward '{ flags dormant; }'");
+  const absl::Time set = absl::Now();
+  bool repaired = false;
+  while (!repaired && absl::Now() - set < absl::Seconds(5)) {
+    repaired = !absl::StrContains(Nft("list table inet nodeward"), "dormant");
+    if (!repaired) usleep(20000);
+  }
+  ASSERT_TRUE(repaired) << "dormant flag still set after 5 s: " << Nft("list table inet nodeward");
+  EXPECT_FALSE(net_.CanConnect(2, 5432));
+  EXPECT_TRUE(net_.CanConnect(3, 5432));
+  const std::string status = Status();
+  EXPECT_TRUE(absl::StrContains(status, "drift repairs: 1")) << status;
+}
+
 // A restart (even a SIGKILL) with an unchanged state leaves the kernel
 // exactly as it was: same objects, same handles.
 TEST_F(FirewallAgentTest, RestartWithUnchangedStateChangesNothing) {
