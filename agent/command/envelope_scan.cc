@@ -66,14 +66,7 @@ size_t MaxEnvelopeBytesFor(absl::string_view command_type, const VerifierLimits&
 
 absl::StatusOr<EnvelopeShape> ScanEnvelope(google::protobuf::io::ZeroCopyInputStream* stream,
                                            size_t size, const VerifierLimits& limits) {
-  if (size == 0) {
-    return Reject(StatusCode::kInvalidArgument, reason::kEnvelopeMalformed, "empty envelope");
-  }
-  if (size > limits.max_envelope_bytes) {
-    return Reject(StatusCode::kResourceExhausted, reason::kEnvelopeTooLarge,
-                  absl::StrCat("envelope of ", size, " bytes exceeds the cap of ",
-                               limits.max_envelope_bytes));
-  }
+  if (absl::Status s = verify::CheckSize(size, limits); !s.ok()) return s;
   CodedInputStream in(stream);
   // A limit, not SetTotalBytesLimit (which logs when reached).
   in.PushLimit(static_cast<int>(size));

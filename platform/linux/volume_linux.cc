@@ -686,13 +686,14 @@ absl::Status LinuxCrypt::CheckAvailable() {
         "dm-crypt is not available on this kernel: open /dev/mapper/control: ", strerror(errno),
         " (no device-mapper); nothing was written"));
   }
-  // DM_GET_TARGET_VERSION loads dm-crypt on demand, as a table load would.
-  std::vector<char> buf(sizeof(dm_ioctl) + 64, 0);
+  // DM_GET_TARGET_VERSION (the target named in the header's name field)
+  // loads dm-crypt on demand, as a table load would.
+  std::vector<char> buf(sizeof(dm_ioctl) + 256, 0);
   auto* io = reinterpret_cast<dm_ioctl*>(buf.data());
   io->version[0] = DM_VERSION_MAJOR;
   io->data_size = static_cast<uint32_t>(buf.size());
   io->data_start = sizeof(dm_ioctl);
-  std::strncpy(buf.data() + sizeof(dm_ioctl), "crypt", 63);
+  std::strncpy(io->name, "crypt", DM_NAME_LEN - 1);
   const int r = ioctl(fd, DM_GET_TARGET_VERSION, io);
   const int err = errno;
   close(fd);
