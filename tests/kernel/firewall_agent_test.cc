@@ -72,7 +72,7 @@ class FirewallAgentTest : public ::testing::Test {
              (dir_ + "/agent.json").c_str(), nullptr);
       _exit(127);
     }
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 600; ++i) {  // 30 s: a restore of 50k entries under ASan and load
       std::ifstream in(dir_ + "/agent.log");
       std::stringstream ss;
       ss << in.rdbuf();
