@@ -291,6 +291,56 @@ TEST_F(FirewallAgentTest, DormantTableIsDriftAndRepaired) {
   EXPECT_TRUE(absl::StrContains(status, "drift repairs: 1")) << status;
 }
 
+// Issue "Hardening II" point 9: drops that are not directly in a base chain
+// of another table: a fail2ban-style jump to a rejecting chain, a goto, a
+// verdict map, and a netdev ingress hook. fcf3c42 saw none of them.
+TEST_F(FirewallAgentTest, ForeignDropsBehindJumpsMapsAndIngressAreReported) {
+  StartAgent();
+  auto await = [&](const std::string& want) {
+    std::string status;
+    for (int i = 0; i < 100; ++i) {
+      status = Status();
+      if (absl::StrContains(status, want)) return status;
+      usleep(30000);
+    }
+    return status;
+  };
+  Nft("add table ip f2b");
+  Nft("add chain ip f2b input '{ type filter hook input priority -5; policy accept; }'");
+  Nft("add chain ip f2b ban");
+  Nft("add rule ip f2b ban ip saddr 10.0.0.0/8 tcp dport 7443 reject");
+  Nft("add rule ip f2b input jump ban");
+  std::string st = await("table ip f2b chain input");
+  EXPECT_TRUE(absl::StrContains(st, "table ip f2b chain input (hook input, priority -5): 1 "
+                                    "drop/reject rules (via ban)"))
+      << st;
+  Nft("add table ip other2");
+  Nft("add chain ip other2 pre '{ type filter hook prerouting priority -300; policy accept; }'");
+  Nft("add chain ip other2 deeper");
+  Nft("add chain ip other2 deepest");
+  Nft("add rule ip other2 deepest drop");
+  Nft("add rule ip other2 deeper goto deepest");
+  Nft("add rule ip other2 pre tcp dport 22 goto deeper");
+  st = await("table ip other2 chain pre");
+  EXPECT_TRUE(absl::StrContains(st, "table ip other2 chain pre (hook prerouting, priority -300): "
+                                    "1 drop/reject rules"))
+      << st;
+  Nft("add table inet vm");
+  Nft("add chain inet vm in '{ type filter hook input priority -1; policy accept; }'");
+  Nft("add rule inet vm in tcp dport vmap '{ 7443 : drop, 22 : accept }'");
+  st = await("table inet vm chain in");
+  EXPECT_TRUE(absl::StrContains(st, "table inet vm chain in (hook input, priority -1): 1 "
+                                    "drop/reject rules (via map"))
+      << st;
+  Nft("add table netdev edge");
+  Nft("add chain netdev edge ing '{ type filter hook ingress device va priority 0; policy accept; }'");
+  Nft("add rule netdev edge ing ip saddr " + net_.Ip(2) + " drop");
+  st = await("table netdev edge chain ing");
+  EXPECT_TRUE(absl::StrContains(st, "table netdev edge chain ing (hook ingress, priority 0): 1 "
+                                    "drop/reject rules"))
+      << st;
+}
+
 // A restart (even a SIGKILL) with an unchanged state leaves the kernel
 // exactly as it was: same objects, same handles.
 TEST_F(FirewallAgentTest, RestartWithUnchangedStateChangesNothing) {
