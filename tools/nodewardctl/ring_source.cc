@@ -72,7 +72,7 @@ RingSource::~RingSource() {
   stop_.store(true);
   if (reader_.joinable()) reader_.join();
   // The input may be plaintext (encrypt): wipe what was ever written.
-  std::memset(base_, 0, static_cast<size_t>(std::min<uint64_t>(written_.load(), ring_)));
+  OPENSSL_cleanse(base_, static_cast<size_t>(std::min<uint64_t>(written_.load(), ring_)));
   munmap(base_, 2 * ring_);
   OPENSSL_cleanse(scratch_.data(), scratch_.size());
 }
@@ -154,9 +154,13 @@ absl::StatusOr<size_t> RingSource::Read(char* buffer, size_t n) {
   absl::StatusOr<size_t> k =
       Await(there > 0 ? static_cast<size_t>(std::min<uint64_t>(there, n)) : std::min<size_t>(n, 1));
   if (!k.ok()) return k.status();
-  std::memcpy(buffer, base_ + pos_ % ring_, *k);
-  held_ = *k;
-  return *k;
+  if (*k == 0) return size_t{0};  // the end of the input
+  // Everything that arrived meanwhile, not just the byte waited for.
+  const size_t take = static_cast<size_t>(
+      std::min<uint64_t>(written_.load(std::memory_order_acquire) - pos_, n));
+  std::memcpy(buffer, base_ + pos_ % ring_, take);
+  held_ = take;
+  return take;
 }
 
 }  // namespace nodeward
