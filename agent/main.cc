@@ -143,11 +143,11 @@ int main(int argc, char** argv) {
   deps.make_packet_filter = [](const std::string& table) -> nodeward::platform::PacketFilterPtr {
     return std::make_unique<nodeward::platform::NftPacketFilter>(table);
   };
-  deps.make_volumes = [](const std::string& by_id_dir) {
+  deps.make_volumes = [](const std::string& by_id_dir, const std::vector<std::string>& roots) {
     nodeward::AgentDeps::Volumes v;
     v.devices = std::make_unique<nodeward::platform::LinuxBlockDevices>(by_id_dir);
     v.crypt = std::make_unique<nodeward::platform::LinuxCrypt>();
-    v.filesystems = std::make_unique<nodeward::platform::LinuxFilesystems>();
+    v.filesystems = std::make_unique<nodeward::platform::LinuxFilesystems>(roots);
     v.random = std::make_unique<nodeward::platform::LinuxRandom>();
 #ifdef NODEWARD_TEST_HOOKS
     // Key-hygiene tests only (never in a release build): hand every

@@ -35,8 +35,9 @@ struct DeviceContent {
   bool filesystem = false;       // ext2/3/4, xfs, btrfs, swap, ...
   bool luks = false;             // a LUKS1/LUKS2 header
   bool partition_table = false;  // MBR or GPT
-  std::string description;       // e.g. "ext4 filesystem"
-  bool blank() const { return !filesystem && !luks && !partition_table; }
+  bool other = false;            // a RAID/LVM/bcache member, or any other signature
+  std::string description;       // e.g. "ext4 file system at offset 0x438"
+  bool blank() const { return !filesystem && !luks && !partition_table && !other; }
 };
 
 // Whether anyone uses the device now.

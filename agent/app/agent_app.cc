@@ -201,7 +201,9 @@ absl::Status AgentApp::BuildPipelineStep() {
     if (!deps_.make_volumes) {
       return absl::FailedPreconditionError("volumes enabled but no volume platform available");
     }
-    volume_platform_ = deps_.make_volumes(config_.volumes().by_id_dir());
+    volume_platform_ = deps_.make_volumes(
+        config_.volumes().by_id_dir(),
+        {config_.volumes().allowed_mount_roots().begin(), config_.volumes().allowed_mount_roots().end()});
     auto vm = std::make_unique<volume::VolumeManager>(
         volume::VolumeDeps{volume_platform_.devices.get(), volume_platform_.crypt.get(),
                            volume_platform_.filesystems.get(), volume_platform_.random.get(),

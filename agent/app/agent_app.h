@@ -51,7 +51,9 @@ struct AgentDeps {
     std::unique_ptr<platform::Filesystems> filesystems;
     std::unique_ptr<platform::Random> random;
   };
-  std::function<Volumes(const std::string& by_id_dir)> make_volumes;
+  std::function<Volumes(const std::string& by_id_dir,
+                                const std::vector<std::string>& allowed_mount_roots)>
+      make_volumes;
   // Checks the gRPC listener from the main loop; null: not checked.
   platform::ListenerProbePtr listener_probe;
   // Why main could not lock the process's memory ("" if it did): reported

@@ -1,6 +1,7 @@
 #include "platform/linux/volume_linux.h"
 
 #include <dirent.h>
+#include <blkid.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/syscall.h>
@@ -170,52 +171,98 @@ absl::Status LinuxBlockDevices::Recheck(const BlockDevice& device) {
   return absl::OkStatus();
 }
 
+namespace {
+
+struct ProbeFree {
+  void operator()(blkid_probe pr) const { blkid_free_probe(pr); }
+};
+
+std::string Value(blkid_probe pr, const char* name) {
+  const char* v = nullptr;
+  size_t len = 0;
+  if (blkid_probe_lookup_value(pr, name, &v, &len) != 0 || v == nullptr) return "";
+  return std::string(v, strnlen(v, len));
+}
+
+// A LUKS2 secondary header at one of the offsets the format allows (16 KiB
+// to 4 MiB): left behind when only the primary was overwritten.
+bool HasLuks2Secondary(int fd) {
+  static const unsigned char kSecondary[6] = {'S', 'K', 'U', 'L', 0xba, 0xbe};
+  unsigned char buf[6];
+  for (off_t off = 16 << 10; off <= (4 << 20); off *= 2) {
+    if (pread(fd, buf, 6, off) == 6 && std::memcmp(buf, kSecondary, 6) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// libblkid, as wipefs(8) uses it: every superblock (file systems, RAID and
+// LVM members, bcache, swap, LUKS, including those at the end of the device:
+// md 0.90/1.0) and every partition table (GPT from its backup header at the
+// end too), signatures with a bad checksum included: a disk is blank only if
+// libblkid finds nothing at all. A second pass with blkid_do_safeprobe
+// reports what it would refuse as ambiguous.
 absl::StatusOr<DeviceContent> LinuxBlockDevices::Probe(const BlockDevice& device) {
   int fd = open(device.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", device.path));
-  std::vector<unsigned char> b(68 * 1024, 0);
-  ssize_t n = pread(fd, b.data(), b.size(), 0);
-  const int err = errno;
-  close(fd);
-  if (n < 0) return absl::ErrnoToStatus(err, absl::StrCat("read ", device.path));
-  auto at = [&](size_t off, absl::string_view magic) {
-    return off + magic.size() <= static_cast<size_t>(n) &&
-           std::memcmp(b.data() + off, magic.data(), magic.size()) == 0;
-  };
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { close(fd); }
+  } closer{fd};
+  std::unique_ptr<blkid_struct_probe, ProbeFree> pr(blkid_new_probe());
+  if (!pr || blkid_probe_set_device(pr.get(), fd, 0, 0) != 0) {
+    return absl::InternalError(absl::StrCat("probe ", device.path, ": libblkid cannot read it"));
+  }
+  blkid_probe_enable_superblocks(pr.get(), 1);
+  blkid_probe_set_superblocks_flags(pr.get(), BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE |
+                                                  BLKID_SUBLKS_VERSION | BLKID_SUBLKS_MAGIC |
+                                                  BLKID_SUBLKS_BADCSUM);
+  blkid_probe_enable_partitions(pr.get(), 1);
+  blkid_probe_set_partitions_flags(pr.get(), BLKID_PARTS_MAGIC | BLKID_PARTS_FORCE_GPT);
+
   DeviceContent c;
   std::vector<std::string> what;
-  if (at(0, absl::string_view("LUKS\xba\xbe", 6)) || at(16384, absl::string_view("SKUL\xba\xbe", 6))) {
-    c.luks = true;
-    what.push_back("LUKS header");
-  }
-  if (at(1080, absl::string_view("\x53\xef", 2))) {
-    c.filesystem = true;
-    what.push_back("ext2/3/4 file system");
-  }
-  if (at(0, "XFSB")) {
-    c.filesystem = true;
-    what.push_back("xfs file system");
-  }
-  if (at(65600, "_BHRfS_M")) {
-    c.filesystem = true;
-    what.push_back("btrfs file system");
-  }
-  if (at(4086, "SWAPSPACE2") || at(4086, "SWAP-SPACE")) {
-    c.filesystem = true;
-    what.push_back("swap");
-  }
-  if (at(512, "EFI PART")) {
-    c.partition_table = true;
-    what.push_back("GPT partition table");
-  } else if (at(510, absl::string_view("\x55\xaa", 2))) {
-    // An MBR: at least one partition entry with a type.
-    for (int i = 0; i < 4; ++i) {
-      if (b[446 + 16 * i + 4] != 0) {
-        c.partition_table = true;
-        what.push_back("MBR partition table");
-        break;
-      }
+  int r;
+  while ((r = blkid_do_probe(pr.get())) == 0) {
+    const std::string type = Value(pr.get(), "TYPE");
+    const std::string pttype = Value(pr.get(), "PTTYPE");
+    const std::string usage = Value(pr.get(), "USAGE");
+    const std::string offset =
+        Value(pr.get(), pttype.empty() || !type.empty() ? "SBMAGIC_OFFSET" : "PTMAGIC_OFFSET");
+    const bool badcsum = !Value(pr.get(), "SBBADCSUM").empty();
+    std::string one;
+    if (!pttype.empty() && type.empty()) {
+      c.partition_table = true;
+      one = absl::StrCat(pttype, " partition table");
+    } else if (type == "crypto_LUKS") {
+      c.luks = true;
+      one = absl::StrCat("LUKS", Value(pr.get(), "VERSION") == "2" ? "2" : "1", " header");
+    } else if (usage == "filesystem") {
+      c.filesystem = true;
+      one = absl::StrCat(type, " file system");
+    } else {
+      c.other = true;
+      one = absl::StrCat(type.empty() ? "unknown" : type, " (", usage.empty() ? "other" : usage, ")");
     }
+    if (!offset.empty()) absl::StrAppend(&one, " at offset ", offset);
+    if (badcsum) absl::StrAppend(&one, " (bad checksum)");
+    what.push_back(std::move(one));
+  }
+  if (r < 0) {
+    return absl::DataLossError(absl::StrCat("probe ", device.path, ": libblkid failed to read it"));
+  }
+  if (!c.luks && HasLuks2Secondary(fd)) {
+    c.luks = true;
+    what.push_back("LUKS2 secondary header");
+  }
+  // What blkid(8) itself would say: more than one signature where one was
+  // expected is ambiguous, and not blank either.
+  blkid_reset_probe(pr.get());
+  blkid_probe_set_superblocks_flags(pr.get(), BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
+  if (blkid_do_safeprobe(pr.get()) == -2) {
+    c.other = true;
+    what.push_back("ambiguous signatures (blkid -p refuses to pick one)");
   }
   c.description = what.empty() ? "blank" : absl::StrJoin(what, ", ");
   return c;

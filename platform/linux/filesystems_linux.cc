@@ -29,21 +29,11 @@
 
 extern char** environ;
 
+#include "agent/common/status_macros.h"
+#include "platform/linux/beneath.h"
 #include "platform/linux/mountinfo.h"
 
 namespace nodeward::platform {
-
-absl::Status LinuxFilesystems::Unmount(const std::string& target, bool lazy) {
-  if (umount2(target.c_str(), lazy ? MNT_DETACH : 0) != 0) {
-    if (errno == EINVAL || errno == ENOENT) {
-      // Not a mount point (any more), or gone: nothing mounted there.
-      absl::StatusOr<std::optional<uint64_t>> at = MountedAt(target);
-      if (at.ok() && !at->has_value()) return absl::OkStatus();
-    }
-    return absl::ErrnoToStatus(errno, absl::StrCat(lazy ? "detach " : "unmount ", target));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status LinuxFilesystems::CheckMkfs(FsType type) {
   const char* program = type == FsType::kXfs ? "mkfs.xfs" : "mkfs.ext4";
@@ -80,37 +70,96 @@ absl::Status LinuxFilesystems::Mkfs(const std::string& device, FsType type) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// What the kernel said about a failed fsconfig/fsmount ("e ext4: ..."), for
+// the error message.
+std::string FsContextLog(int fsfd) {
+  std::string out;
+  char line[512];
+  for (int i = 0; i < 8; ++i) {
+    const ssize_t n = read(fsfd, line, sizeof(line) - 1);
+    if (n <= 0) break;
+    if (!out.empty()) out += "; ";
+    out.append(line, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::Status LinuxFilesystems::Mount(const std::string& device, const std::string& target,
                                      FsType type, const std::string& options) {
-  unsigned long flags = 0;
+  uint64_t attr = 0;
+  bool lazytime = false;
   for (absl::string_view o : absl::StrSplit(options, ',', absl::SkipEmpty())) {
-    if (o == "nodev") flags |= MS_NODEV;
-    else if (o == "nosuid") flags |= MS_NOSUID;
-    else if (o == "noexec") flags |= MS_NOEXEC;
-    else if (o == "noatime") flags |= MS_NOATIME;
-    else if (o == "relatime") flags |= MS_RELATIME;
-    else if (o == "nodiratime") flags |= MS_NODIRATIME;
-    else if (o == "lazytime") flags |= MS_LAZYTIME;
+    if (o == "nodev") attr |= MOUNT_ATTR_NODEV;
+    else if (o == "nosuid") attr |= MOUNT_ATTR_NOSUID;
+    else if (o == "noexec") attr |= MOUNT_ATTR_NOEXEC;
+    else if (o == "noatime") attr = (attr & ~uint64_t{MOUNT_ATTR__ATIME}) | MOUNT_ATTR_NOATIME;
+    else if (o == "relatime") attr = (attr & ~uint64_t{MOUNT_ATTR__ATIME}) | MOUNT_ATTR_RELATIME;
+    else if (o == "nodiratime") attr |= MOUNT_ATTR_NODIRATIME;
+    else if (o == "lazytime") lazytime = true;
     else return absl::InvalidArgumentError(absl::StrCat("mount option ", o, " is not supported"));
   }
+  ASSIGN_OR_RETURN(ResolvedDir at, ResolveBeneath(roots_, target, Walk::kMountOn));
   const char* fs = type == FsType::kXfs ? "xfs" : "ext4";
-  if (mount(device.c_str(), target.c_str(), fs, flags, nullptr) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("mount ", device, " on ", target));
+  const std::string what = absl::StrCat("mount ", device, " on ", target);
+  OwnedFd fsfd(fsopen(fs, FSOPEN_CLOEXEC));
+  if (fsfd.get() < 0) return absl::ErrnoToStatus(errno, absl::StrCat(what, ": fsopen ", fs));
+  if (fsconfig(fsfd.get(), FSCONFIG_SET_STRING, "source", device.c_str(), 0) != 0 ||
+      (lazytime && fsconfig(fsfd.get(), FSCONFIG_SET_FLAG, "lazytime", nullptr, 0) != 0) ||
+      fsconfig(fsfd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    const int err = errno;
+    return absl::ErrnoToStatus(err, absl::StrCat(what, ": ", FsContextLog(fsfd.get())));
+  }
+  OwnedFd mnt(fsmount(fsfd.get(), FSMOUNT_CLOEXEC, static_cast<unsigned>(attr)));
+  if (mnt.get() < 0) {
+    const int err = errno;
+    return absl::ErrnoToStatus(err, absl::StrCat(what, ": fsmount ", FsContextLog(fsfd.get())));
+  }
+  // Attached to the directory the walk opened, not to whatever the path
+  // names by now.
+  if (move_mount(mnt.get(), "", at.dir.get(), "",
+                 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(what, ": move_mount"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<uint64_t>> LinuxFilesystems::MountedAt(const std::string& target) {
-  std::optional<uint64_t> found;
+  absl::StatusOr<ResolvedDir> at = ResolveBeneath(roots_, target, Walk::kExisting);
+  if (absl::IsNotFound(at.status())) return std::optional<uint64_t>();
+  if (!at.ok()) return at.status();
+  if (!at->mount_point()) return std::optional<uint64_t>();
+  // The mount on top of the directory, by its id; its device from the
+  // kernel's table (what mountinfo says of that id).
   for (const MountInfo& m : ReadMountInfo()) {
-    if (m.target == target) found = m.dev;  // the last one is on top
+    if (m.id == at->mnt_id) return std::optional<uint64_t>(m.dev);
   }
-  return found;
+  return std::optional<uint64_t>(at->dev);
+}
+
+absl::Status LinuxFilesystems::Unmount(const std::string& target, bool lazy) {
+  absl::StatusOr<ResolvedDir> at = ResolveBeneath(roots_, target, Walk::kExisting);
+  if (absl::IsNotFound(at.status())) return absl::OkStatus();  // gone: nothing mounted there
+  if (!at.ok()) return at.status();
+  if (!at->mount_point()) return absl::OkStatus();
+  // Through the verified parent (its own fd pins only the mount below), by
+  // name, never following a link; our fd on the mount's root would make a
+  // plain unmount EBUSY, so it goes first.
+  at->dir.reset();
+  const std::string via = absl::StrCat("/proc/self/fd/", at->parent.get(), "/", at->name);
+  if (umount2(via.c_str(), (lazy ? MNT_DETACH : 0) | UMOUNT_NOFOLLOW) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(lazy ? "detach " : "unmount ", target));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FsUsage> LinuxFilesystems::Usage(const std::string& target) {
+  ASSIGN_OR_RETURN(ResolvedDir at, ResolveBeneath(roots_, target, Walk::kExisting));
   struct statvfs v {};
-  if (statvfs(target.c_str(), &v) != 0) return absl::ErrnoToStatus(errno, "statvfs " + target);
+  if (fstatvfs(at.dir.get(), &v) != 0) return absl::ErrnoToStatus(errno, "statvfs " + target);
   FsUsage u;
   u.size_bytes = static_cast<uint64_t>(v.f_blocks) * v.f_frsize;
   u.used_bytes = static_cast<uint64_t>(v.f_blocks - v.f_bfree) * v.f_frsize;
@@ -124,14 +173,7 @@ absl::StatusOr<uint64_t> LinuxFilesystems::DeviceNumber(const std::string& node)
 }
 
 absl::Status LinuxFilesystems::MakeDirectories(const std::string& path) {
-  std::string cur;
-  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
-    absl::StrAppend(&cur, "/", part);
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::ErrnoToStatus(errno, "mkdir " + cur);
-    }
-  }
-  return absl::OkStatus();
+  return ResolveBeneath(roots_, path, Walk::kCreate).status();
 }
 
 }  // namespace nodeward::platform

@@ -57,9 +57,16 @@ class LinuxCrypt final : public Crypt {
   absl::StatusOr<uint64_t> EraseHeader(const BlockDevice& device) override;
 };
 
-// mkfs runs the distro's mkfs.ext4 / mkfs.xfs; mounts are mount(2).
+// mkfs runs the distro's mkfs.ext4 / mkfs.xfs. A mount point is never used
+// as text: it is resolved component by component from "/" beneath one of
+// `allowed_roots` (no symbolic links, no "..", every directory on the way
+// root-owned and writable by nobody else; platform/linux/beneath.h), the new
+// file system is attached to the resolved directory's fd (fsopen, fsmount,
+// move_mount), and what is mounted there is identified by mount id.
 class LinuxFilesystems final : public Filesystems {
  public:
+  explicit LinuxFilesystems(std::vector<std::string> allowed_roots = {})
+      : roots_(std::move(allowed_roots)) {}
   absl::Status CheckMkfs(FsType type) override;
   absl::Status Mkfs(const std::string& device, FsType type) override;
   absl::Status Mount(const std::string& device, const std::string& target, FsType type,
@@ -69,6 +76,9 @@ class LinuxFilesystems final : public Filesystems {
   absl::StatusOr<uint64_t> DeviceNumber(const std::string& node) override;
   absl::Status MakeDirectories(const std::string& path) override;
   absl::Status Unmount(const std::string& target, bool lazy) override;
+
+ private:
+  std::vector<std::string> roots_;
 };
 
 }  // namespace nodeward::platform

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "tests/common/loop_device.h"
 #include "tests/common/netns.h"
 #include "tests/common/status_matchers.h"
 
@@ -23,25 +24,9 @@ namespace nodeward::platform {
 namespace {
 
 using testing::IsOk;
+using testing::LoopDevice;
 using testing::Sh;
 using testing::StatusIs;
-
-class LoopDevice {
- public:
-  explicit LoopDevice(const std::string& dir, const std::string& name, int mb = 64) {
-    file = absl::StrCat(dir, "/", name, ".img");
-    std::string out;
-    ok = Sh(absl::StrCat("truncate -s ", mb, "M ", file), &out) == 0 &&
-         Sh(absl::StrCat("losetup -f --show ", file), &out) == 0;
-    path = std::string(absl::StripAsciiWhitespace(out));
-    ok = ok && absl::StartsWith(path, "/dev/loop");
-  }
-  ~LoopDevice() {
-    if (ok) Sh("losetup -d " + path);
-  }
-  std::string file, path;
-  bool ok = false;
-};
 
 class VolumeLinuxTest : public ::testing::Test {
  protected:
@@ -122,15 +107,15 @@ TEST_F(VolumeLinuxTest, ProbeFindsFilesystemsAndPartitionTables) {
             0)
       << out;
   LinuxBlockDevices devices(by_id_);
-  for (auto [d, id, what] : {std::make_tuple(&ext4, "e", "ext2/3/4 file system"),
+  for (auto [d, id, what] : {std::make_tuple(&ext4, "e", "ext4 file system"),
                              std::make_tuple(&xfs, "x", "xfs file system"),
-                             std::make_tuple(&mbr, "m", "MBR partition table")}) {
+                             std::make_tuple(&mbr, "m", "dos partition table")}) {
     auto dev = devices.Resolve(Link(*d, id));
     ASSERT_THAT(dev, IsOk());
     auto c = devices.Probe(*dev);
     ASSERT_THAT(c, IsOk());
     EXPECT_FALSE(c->blank());
-    EXPECT_EQ(c->description, what);
+    EXPECT_TRUE(absl::StartsWith(c->description, what)) << c->description;
   }
 }
 
