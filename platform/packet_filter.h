@@ -55,11 +55,19 @@ struct FilterPortRange {
 // optional protocol/port range). kSource with `source_map` jumps through
 // the verdict map named there instead of accepting. kForeign is a rule read
 // back from the kernel that the agent did not write (never written).
+// The VM's own addressing, which conntrack cannot match (the request went to
+// a multicast or broadcast address): kDhcpReply is a DHCP reply, `ipv6`
+// false = UDP 67 -> 68 from any source (a DHCPv4 server's address is not
+// link-local), true = UDP 547 -> 546 from fe80::/10 only; kIcmpV6LinkLocal
+// is one ICMPv6 type (MLD) from fe80::/10 only.
 struct FilterRule {
-  enum class Kind { kLoopback, kEstablished, kIcmp, kIcmpV6, kSource, kForeign };
+  // New kinds go last: the number is part of the content hash.
+  enum class Kind {
+    kLoopback, kEstablished, kIcmp, kIcmpV6, kSource, kForeign, kDhcpReply, kIcmpV6LinkLocal
+  };
   Kind kind = Kind::kSource;
-  uint8_t icmp_type = 0;      // kIcmp / kIcmpV6
-  bool ipv6 = false;          // kSource
+  uint8_t icmp_type = 0;      // kIcmp / kIcmpV6 / kIcmpV6LinkLocal
+  bool ipv6 = false;          // kSource, kDhcpReply
   std::string source_set;     // kSource: empty = any source of the family
   std::string source_map;     // kSource: verdict map (then source_set is empty)
   enum class Protocol { kAny, kTcp, kUdp };

@@ -21,6 +21,11 @@ const std::vector<uint8_t> kIcmpTypes = {3, 8, 11, 12};
 // ICMPv6: errors incl. packet too big (1-4), echo request (128), and
 // neighbour discovery: router solicit/advert, neighbour solicit/advert (133-136).
 const std::vector<uint8_t> kIcmpV6Types = {1, 2, 3, 4, 128, 133, 134, 135, 136};
+// Multicast listener discovery: query (130), v1 report and done (131, 132),
+// v2 report (143). RFC 2710/3810 send them from link-local addresses only;
+// without them a switch doing MLD snooping stops forwarding the solicited-node
+// multicast neighbour discovery relies on.
+const std::vector<uint8_t> kMldTypes = {130, 131, 132, 143};
 
 using Iter = std::vector<Interval>::const_iterator;
 
@@ -170,6 +175,15 @@ FilterRuleset Content(const ManagementAccess& m, const ValidatedFirewall* state,
   }
   for (uint8_t t : kIcmpV6Types) {
     fixed(FilterRule::Kind::kIcmpV6, t, "nodeward: ICMPv6 errors, echo, neighbour discovery");
+  }
+  // The VM's own addressing (invariant 5): replies conntrack cannot tie to
+  // a request sent to a broadcast or multicast address.
+  fixed(FilterRule::Kind::kDhcpReply, 0, "nodeward: DHCPv4 replies to this VM's client");
+  r.rules.back().ipv6 = false;
+  fixed(FilterRule::Kind::kDhcpReply, 0, "nodeward: DHCPv6 replies from link-local servers");
+  r.rules.back().ipv6 = true;
+  for (uint8_t t : kMldTypes) {
+    fixed(FilterRule::Kind::kIcmpV6LinkLocal, t, "nodeward: MLD from link-local routers");
   }
 
   std::vector<platform::FilterPortRange> mgmt_ports;

@@ -76,6 +76,11 @@ nftnl_expr* Lookup(const std::string& set, bool verdict_map, uint32_t set_id) {
 
 uint16_t PortOrder(uint16_t p) { return htons(p); }
 
+// fe80::/10: the first two address bytes masked with ffc0.
+const uint8_t kLinkLocalMask[2] = {0xff, 0xc0};
+const uint8_t kLinkLocalPrefix[2] = {0xfe, 0x80};
+const uint8_t kZero2[2] = {0, 0};
+
 }  // namespace
 
 bool ValidName(const std::string& s) {
@@ -137,6 +142,41 @@ nftnl_rule* BuildRule(const std::string& table, const std::string& chain, const 
       nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &proto, 1));
       nftnl_rule_add_expr(r, Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1));
       nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &type, 1));
+      break;
+    }
+    case FilterRule::Kind::kDhcpReply:
+    case FilterRule::Kind::kIcmpV6LinkLocal: {
+      const bool v6 = fr.ipv6 || fr.kind == FilterRule::Kind::kIcmpV6LinkLocal;
+      uint8_t family = v6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+      nftnl_rule_add_expr(r, Meta(NFT_META_NFPROTO));
+      nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &family, 1));
+      if (v6) {  // ip6 saddr fe80::/10
+        nftnl_rule_add_expr(r, Payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 2));
+        auto* bw = nftnl_expr_alloc("bitwise");
+        nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, 2);
+        nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, kLinkLocalMask, 2);
+        nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, kZero2, 2);
+        nftnl_rule_add_expr(r, bw);
+        nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, kLinkLocalPrefix, 2));
+      }
+      if (fr.kind == FilterRule::Kind::kIcmpV6LinkLocal) {
+        uint8_t proto = IPPROTO_ICMPV6, type = fr.icmp_type;
+        nftnl_rule_add_expr(r, Meta(NFT_META_L4PROTO));
+        nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &proto, 1));
+        nftnl_rule_add_expr(r, Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1));
+        nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &type, 1));
+      } else {
+        uint8_t proto = IPPROTO_UDP;
+        const uint16_t sport = PortOrder(v6 ? 547 : 67), dport = PortOrder(v6 ? 546 : 68);
+        nftnl_rule_add_expr(r, Meta(NFT_META_L4PROTO));
+        nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &proto, 1));
+        nftnl_rule_add_expr(r, Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2));
+        nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &sport, 2));
+        nftnl_rule_add_expr(r, Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
+        nftnl_rule_add_expr(r, Cmp(NFT_CMP_EQ, &dport, 2));
+      }
       break;
     }
     case FilterRule::Kind::kSource: {
@@ -235,6 +275,10 @@ class RuleReader {
     if (!v6 && static_cast<uint8_t>(fam[0]) != NFPROTO_IPV4) return std::nullopt;
     out.ipv6 = v6;
     out.kind = FilterRule::Kind::kSource;
+    if (v6 && LinkLocalSource()) return Addressing(true, out);
+    if (!v6) {
+      if (std::optional<FilterRule> dhcp = Addressing(false, out)) return dhcp;
+    }
     if (Saddr(v6)) {
       if (!LookupSet(false, &out.source_set)) return std::nullopt;
     }
@@ -293,6 +337,61 @@ class RuleReader {
   }
 
  private:
+  // After nfproto (and, for IPv6, the fe80::/10 source match): a DHCP reply
+  // (udp sport/dport pair) or, IPv6 only, one ICMPv6 type. IPv4 probes
+  // without consuming anything unless it matches.
+  std::optional<FilterRule> Addressing(bool v6, FilterRule out) {
+    const size_t start = i_;
+    auto fail = [&]() -> std::optional<FilterRule> {
+      i_ = start;
+      return std::nullopt;
+    };
+    if (!Meta(NFT_META_L4PROTO)) return fail();
+    std::string proto;
+    if (!CmpValue(NFT_CMP_EQ, &proto) || proto.size() != 1) return fail();
+    const uint8_t p = static_cast<uint8_t>(proto[0]);
+    if (v6 && p == IPPROTO_ICMPV6) {
+      std::string type;
+      if (!PayloadAt(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) || !CmpValue(NFT_CMP_EQ, &type) ||
+          type.size() != 1 || !AcceptEnd()) {
+        return fail();
+      }
+      out.kind = FilterRule::Kind::kIcmpV6LinkLocal;
+      out.ipv6 = false;
+      out.icmp_type = static_cast<uint8_t>(type[0]);
+      return out;
+    }
+    if (p != IPPROTO_UDP) return fail();
+    const uint16_t sport = PortOrder(v6 ? 547 : 67), dport = PortOrder(v6 ? 546 : 68);
+    if (!PayloadAt(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2) ||
+        !CmpEq(NFT_CMP_EQ, std::string(reinterpret_cast<const char*>(&sport), 2)) ||
+        !PayloadAt(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2) ||
+        !CmpEq(NFT_CMP_EQ, std::string(reinterpret_cast<const char*>(&dport), 2)) ||
+        !AcceptEnd()) {
+      return fail();
+    }
+    out.kind = FilterRule::Kind::kDhcpReply;
+    out.ipv6 = v6;
+    return out;
+  }
+  // ip6 saddr fe80::/10, as BuildRule writes it.
+  bool LinkLocalSource() {
+    const size_t start = i_;
+    if (PayloadAt(NFT_PAYLOAD_NETWORK_HEADER, 8, 2) && Is("bitwise")) {
+      uint32_t ml = 0, xl = 0;
+      const void* mask = nftnl_expr_get(exprs_[i_], NFTNL_EXPR_BITWISE_MASK, &ml);
+      const void* x = nftnl_expr_get(exprs_[i_], NFTNL_EXPR_BITWISE_XOR, &xl);
+      if (mask != nullptr && x != nullptr && ml == 2 && xl == 2 &&
+          std::memcmp(mask, kLinkLocalMask, 2) == 0 && std::memcmp(x, kZero2, 2) == 0) {
+        ++i_;
+        if (CmpEq(NFT_CMP_EQ, std::string(reinterpret_cast<const char*>(kLinkLocalPrefix), 2))) {
+          return true;
+        }
+      }
+    }
+    i_ = start;
+    return false;
+  }
   bool Is(const char* name) const {
     return i_ < exprs_.size() &&
            std::strcmp(nftnl_expr_get_str(exprs_[i_], NFTNL_EXPR_NAME), name) == 0;
