@@ -19,6 +19,7 @@
 #include "agent/common/logging.h"
 #include "agent/common/secure_buffer.h"
 #include "agent/server/tls.h"
+#include "platform/linux/conntrack_linux.h"
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/listener_probe_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   deps.make_packet_filter = [](const std::string& table) -> nodeward::platform::PacketFilterPtr {
     return std::make_unique<nodeward::platform::NftPacketFilter>(table);
   };
+  deps.conntrack = std::make_unique<nodeward::platform::LinuxConntrack>();
   deps.make_volumes = [](const std::string& by_id_dir, const std::vector<std::string>& roots) {
     nodeward::AgentDeps::Volumes v;
     v.devices = std::make_unique<nodeward::platform::LinuxBlockDevices>(by_id_dir);

@@ -168,6 +168,10 @@ struct FilterEvent {
   std::string process;         // committer's name, if the kernel said
   std::string what;            // e.g. "rule added, set elements deleted"
   bool lost = false;           // events were dropped (ENOBUFS): re-read everything
+  // The transaction left the agent's table deleted (`nft flush ruleset`,
+  // `nft delete table`): the table is known to be absent at `genid`, so the
+  // repair needs no read-back first.
+  bool table_deleted = false;
 };
 
 class FilterWatch {

@@ -188,6 +188,7 @@ absl::Status AgentApp::BuildPipelineStep() {
     auto fw = std::make_unique<firewall::FirewallReconciler>(
         packet_filter_.get(), deps_.fs.get(), deps_.clock.get(),
         config_.state_dir() + "/firewall.pb", std::move(mgmt));
+    fw->set_conntrack(deps_.conntrack.get());
     firewall_ = fw.get();
     handlers["apply_firewall"] = std::move(fw);
     handlers["confirm_firewall"] = std::make_unique<ForwardingHandler>(firewall_);

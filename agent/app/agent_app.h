@@ -27,6 +27,7 @@
 #include "grpcpp/server.h"
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
+#include "platform/conntrack.h"
 #include "platform/file_system.h"
 #include "platform/listener_probe.h"
 #include "platform/packet_filter.h"
@@ -43,6 +44,9 @@ struct AgentDeps {
   // Makes the packet filter for the configured table; called only when the
   // config enables the firewall.
   std::function<platform::PacketFilterPtr(const std::string& table)> make_packet_filter;
+  // Connection tracking, so that connections the desired state forbids do
+  // not outlive a drift repair; optional (none: nothing is cut).
+  std::unique_ptr<platform::Conntrack> conntrack;
   // Block devices, dm-crypt, file systems and randomness; used only when
   // the config enables volumes.
   struct Volumes {

@@ -5,9 +5,11 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "agent/common/crypto.h"
 #include "agent/common/status_macros.h"
 #include "nodeward/v1/state.pb.h"
+#include "platform/filter_eval.h"
 #include "platform/filter_plan.h"
 
 namespace nodeward::firewall {
@@ -280,6 +282,19 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
   highest_generation_ = v.generation;
   stats_.last_apply = clock_->Now();
   stats_.error.clear();
+  if (c.cut_forbidden_connections() || cut_pending_) {
+    if (c.cut_forbidden_connections()) {
+      cut_pending_ = true;
+      cut_why_ = absl::StrCat("as generation ", v.generation, " asked");
+    }
+    absl::StatusOr<size_t> cut = CutForbiddenLocked(known_.ruleset, cut_why_);
+    if (cut.ok()) {
+      fr->set_connections_cut(static_cast<uint32_t>(*cut));
+    } else {
+      fr->set_plan(absl::StrCat(summary, "; cutting forbidden connections failed (retried): ",
+                                cut.status().message()));
+    }
+  }
   if (confirm) {
     fr->set_awaiting_confirmation(true);
     pending_ = Pending{std::move(v), serialized,
@@ -355,44 +370,106 @@ absl::Status FirewallReconciler::Verify(const std::string& why) {
   return VerifyLocked(why);
 }
 
-absl::Status FirewallReconciler::VerifyLocked(const std::string& why) {
-  absl::StatusOr<platform::KernelTable> read = filter_->Read();
-  if (!read.ok()) {
-    stats_.error = absl::StrCat("read back: ", read.status().message());
-    return read.status();
+absl::Status FirewallReconciler::VerifyLocked(const std::string& why, bool read) {
+  if (read || !known_valid_) {
+    absl::StatusOr<platform::KernelTable> table = filter_->Read();
+    if (!table.ok()) {
+      stats_.error = absl::StrCat("read back: ", table.status().message());
+      return table.status();
+    }
+    known_ = std::move(table).value();
+    known_valid_ = true;
+    ProbeForeignDropsLocked();
   }
-  known_ = std::move(read).value();
-  known_valid_ = true;
-  ProbeForeignDropsLocked();
   const FilterRuleset desired = BuildRuleset(management_, InForce(), max_per_shard_);
   const platform::FilterChange drift = platform::PlanChange(known_, desired);
   stats_.last_verified = clock_->Now();
-  if (drift.empty()) {
+  if (!drift.empty()) {
+    const std::string found = known_.exists ? platform::Describe(drift) : "table missing";
+    std::string summary;
+    absl::Status repaired;
+    // Wall time, for the report only (nothing depends on it).
+    const absl::Time started = absl::Now();
+    std::string timing;
+    if (!known_.exists && InForce() != nullptr) {
+      // Nothing filters at all: close first with the small management-only
+      // baseline (one short transaction, policy drop), then add the
+      // services' allow-lists (a 50k-entry table is one slow transaction:
+      // 160 ms to over a second measured). Allowed sources wait for the
+      // second transaction; nobody gets in unfiltered meanwhile.
+      repaired = SyncLocked(BuildRuleset(management_, nullptr, max_per_shard_), nullptr);
+      timing = absl::StrFormat("; closed by the baseline in %.1f ms",
+                               absl::ToDoubleMilliseconds(absl::Now() - started));
+    }
+    if (repaired.ok()) repaired = SyncLocked(desired, &summary);
+    absl::StrAppend(&timing, absl::StrFormat("; complete in %.1f ms",
+                                             absl::ToDoubleMilliseconds(absl::Now() - started)));
+    if (!read) ProbeForeignDropsLocked();  // after the repair, not inside the window
+    ++stats_.drift_repairs;
+    stats_.last_drift = absl::StrCat(absl::FormatTime(stats_.last_verified), ": ", why,
+                                     "; repaired (", found, ")", timing);
+    if (!repaired.ok()) {
+      stats_.error = absl::StrCat("repair drift: ", repaired.message());
+      return repaired;
+    }
+    // Whatever connected while the table was missing or wrong is tracked
+    // now, and `ct state established` would keep letting it in.
+    cut_pending_ = true;
+    cut_why_ = absl::StrCat("after repairing drift (", why, ")");
+  } else {
     UpdateDigestLocked();
-    stats_.error.clear();
-    return absl::OkStatus();
-  }
-  const std::string found = known_.exists ? platform::Describe(drift) : "table missing";
-  std::string summary;
-  absl::Status repaired = SyncLocked(desired, &summary);
-  ++stats_.drift_repairs;
-  stats_.last_drift = absl::StrCat(absl::FormatTime(stats_.last_verified), ": ", why,
-                                   "; repaired (", found, ")");
-  if (!repaired.ok()) {
-    stats_.error = absl::StrCat("repair drift: ", repaired.message());
-    return repaired;
   }
   stats_.error.clear();
+  if (cut_pending_) {
+    absl::StatusOr<size_t> cut = CutForbiddenLocked(desired, cut_why_);
+    if (!cut.ok()) return cut.status();
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> FirewallReconciler::CutForbiddenLocked(const FilterRuleset& desired,
+                                                              const std::string& why) {
+  if (conntrack_ == nullptr) {
+    cut_pending_ = false;
+    return size_t{0};
+  }
+  absl::StatusOr<std::vector<platform::ConnEntry>> all = conntrack_->List();
+  absl::Status failed = all.status();
+  size_t cut = 0;
+  if (all.ok()) {
+    for (const platform::ConnEntry& e : *all) {
+      if (!e.inbound || platform::AcceptsNew(desired, e)) continue;
+      absl::Status d = conntrack_->Delete(e);
+      if (!d.ok()) {
+        failed = d;
+        break;
+      }
+      ++cut;
+    }
+  }
+  if (cut > 0) {
+    stats_.connections_cut += cut;
+    stats_.last_cut = absl::StrCat(absl::FormatTime(clock_->Now()), ": ", cut,
+                                   " connection(s) the desired state forbids, ", why);
+  }
+  if (!failed.ok()) {
+    stats_.error = absl::StrCat("cut forbidden connections: ", failed.message());
+    return failed;
+  }
+  cut_pending_ = false;
+  return cut;
 }
 
 absl::Status FirewallReconciler::OnEvents(const std::vector<platform::FilterEvent>& events) {
   absl::MutexLock lock(&mu_);
   std::string why;
   bool elsewhere = false;
+  bool lost = false;
+  const platform::FilterEvent* deleted = nullptr;  // the last foreign change, if a delete
   for (const platform::FilterEvent& e : events) {
     if (e.lost) {
       why = "netlink events were lost";
+      lost = true;
       continue;
     }
     if (e.own) continue;  // our own commit: known_ already says what it did
@@ -405,10 +482,20 @@ absl::Status FirewallReconciler::OnEvents(const std::vector<platform::FilterEven
     why = absl::StrCat(e.what.empty() ? std::string("table changed") : e.what, " by ",
                        e.process.empty() ? std::string("unknown") : e.process,
                        e.pid != 0 ? absl::StrCat(" (pid ", e.pid, ")") : std::string());
+    deleted = e.table_deleted && e.genid != 0 ? &e : nullptr;
   }
   if (why.empty()) {
     if (elsewhere) ProbeForeignDropsLocked();  // a new drop elsewhere is reported at once
     return absl::OkStatus();
+  }
+  if (deleted != nullptr && !lost && &*deleted == &events.back()) {
+    // The table is gone as of that generation: re-create it in one
+    // transaction straight away, guarded by that generation (if anyone
+    // committed since, the commit is refused and the loop reads back).
+    known_ = platform::KernelTable();
+    known_.genid = deleted->genid;
+    known_valid_ = true;
+    return VerifyLocked(why, /*read=*/false);
   }
   return VerifyLocked(why);
 }

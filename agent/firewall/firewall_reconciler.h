@@ -12,6 +12,7 @@
 #include "agent/firewall/ruleset_builder.h"
 #include "nodeward/v1/command.pb.h"
 #include "platform/clock.h"
+#include "platform/conntrack.h"
 #include "platform/file_system.h"
 #include "platform/packet_filter.h"
 
@@ -38,6 +39,10 @@ struct FirewallStatus {
   // Other tables that can drop what ours accepts (threats.md case 37): our
   // accept cannot override a drop elsewhere, so this is reported.
   std::vector<std::string> foreign_drops;
+  // Tracked inbound connections the desired state forbids, deleted from
+  // conntrack (after drift repairs and cutting applies); the last one said.
+  uint64_t connections_cut = 0;
+  std::string last_cut;
 };
 
 // Owns the firewall: the desired state (persisted), the generation in
@@ -82,6 +87,11 @@ class FirewallReconciler final : public CommandHandler {
   // writers' changes elsewhere only advance the known generation.
   absl::Status OnEvents(const std::vector<platform::FilterEvent>& events);
 
+  // ctnetlink, to delete the tracked connections the desired state forbids
+  // (after every drift repair, and on an ApplyFirewall that asks). Without
+  // one (unit tests of other things) nothing is cut. Set before Restore.
+  void set_conntrack(platform::Conntrack* conntrack) { conntrack_ = conntrack; }
+
   FirewallStatus status() const;
   uint64_t generation() const { return status().generation; }
 
@@ -102,7 +112,16 @@ class FirewallReconciler final : public CommandHandler {
   absl::Status SyncLocked(platform::FilterRuleset desired, std::string* summary)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RollBackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status VerifyLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `read`: read the table back first; false when known_ already says what
+  // the kernel holds (the table was just deleted), which saves the read-back
+  // from the window in which the table is missing.
+  absl::Status VerifyLocked(const std::string& why, bool read = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes the conntrack entries of inbound connections `desired` would not
+  // accept as new; the number deleted. Keeps cut_pending_ set on failure.
+  absl::StatusOr<size_t> CutForbiddenLocked(const platform::FilterRuleset& desired,
+                                            const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateDigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ProbeForeignDropsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Management access is in every ruleset the agent commits (checked in
@@ -110,6 +129,7 @@ class FirewallReconciler final : public CommandHandler {
   absl::Status CheckManagement(const platform::FilterRuleset& r) const;
 
   platform::PacketFilter* const filter_;
+  platform::Conntrack* conntrack_ = nullptr;
   platform::FileSystem* const fs_;
   platform::Clock* const clock_;
   const std::string state_path_;
@@ -128,6 +148,9 @@ class FirewallReconciler final : public CommandHandler {
   platform::KernelTable known_ ABSL_GUARDED_BY(mu_);
   bool known_valid_ ABSL_GUARDED_BY(mu_) = false;
   mutable FirewallStatus stats_ ABSL_GUARDED_BY(mu_);
+  // A cut is owed (after a repair or a cutting apply) and has not succeeded.
+  bool cut_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cut_why_ ABSL_GUARDED_BY(mu_);
   mutable bool digest_dirty_ ABSL_GUARDED_BY(mu_) = false;
 };
 

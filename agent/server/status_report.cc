@@ -50,6 +50,8 @@ void SetFirewall(const AgentInfo& info, Report* r) {
   }
   r->set_firewall_error(f.error);
   for (const std::string& d : f.foreign_drops) r->add_firewall_foreign_drops(d);
+  r->set_firewall_connections_cut(f.connections_cut);
+  r->set_firewall_last_cut(f.last_cut);
 }
 
 }  // namespace

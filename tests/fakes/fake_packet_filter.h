@@ -69,6 +69,7 @@ class FakePacketFilter final : public PacketFilter {
     ++table_.genid;
     events_.push_back(FilterEvent{table_.genid, touches_table, false, 4242, "nft",
                                   touches_table ? "rule added" : "", false});
+    events_.back().table_deleted = touches_table && !table_.exists;
   }
   std::optional<FilterRuleset> table() const {
     absl::MutexLock lock(&mu_);

@@ -122,6 +122,8 @@ class NftWatch final : public FilterWatch {
               table_ == mnl_attr_get_str(a)) {
             pending_.touched_table = true;
             whats_.insert(EventName(type));
+            if (type == NFT_MSG_DELTABLE) pending_.table_deleted = true;
+            if (type == NFT_MSG_NEWTABLE) pending_.table_deleted = false;
           }
         });
       }
