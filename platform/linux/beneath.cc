@@ -110,7 +110,12 @@ absl::StatusOr<ResolvedDir> ResolveBeneath(const std::vector<std::string>& roots
     const bool last = i + 1 == parts.size();
     path += "/" + name;
     if (walk == Walk::kCreate && i >= root_depth) {
-      if (mkdirat(cur.get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
+      if (mkdirat(cur.get(), name.c_str(), 0755) == 0) {
+        // 0755 whatever the umask (the service runs with 0077): the database
+        // must be able to reach its mount point. Not following a link: the
+        // walk below refuses one anyway.
+        fchmodat(cur.get(), name.c_str(), 0755, 0);
+      } else if (errno != EEXIST) {
         return absl::ErrnoToStatus(errno, absl::StrCat("mount point ", target, ": mkdir ", path));
       }
     }
