@@ -1,6 +1,7 @@
 // nodeward-agent: thin main. Builds the Linux platform, runs AgentApp, and
 // turns signals into Reload/Stop on the main thread.
 #include <signal.h>
+#include <algorithm>
 #include <sys/prctl.h>
 #include <malloc.h>
 #include <sys/mman.h>
@@ -19,6 +20,7 @@
 #include "agent/common/logging.h"
 #include "agent/common/secure_buffer.h"
 #include "agent/server/tls.h"
+#include "agent/app/firewall_boot.h"
 #include "platform/linux/conntrack_linux.h"
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/listener_probe_linux.h"
@@ -27,6 +29,14 @@
 #include "platform/linux/volume_linux.h"
 
 ABSL_FLAG(std::string, config, "/etc/nodeward/agent.json", "agent config file (protobuf JSON)");
+ABSL_FLAG(bool, restore_firewall_only, false,
+          "put the last confirmed firewall state (or the management-only baseline) into the "
+          "kernel and exit: the early boot step, before the network (nodeward-firewall.service)");
+
+namespace {
+// sysexits.h: a configuration error a restart cannot fix.
+constexpr int kExitConfig = 78;
+}  // namespace
 
 #ifdef NODEWARD_TEST_HOOKS
 class TeeRandom final : public nodeward::platform::Random {
@@ -88,7 +98,19 @@ class PausingCrypt final : public nodeward::platform::Crypt {
 #endif
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  // Long options are spelled with dashes (--restore-firewall-only), as in
+  // the units and man page; Abseil's flag names have underscores.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> fixed;
+  for (std::string& a : args) {
+    if (a.rfind("--", 0) == 0) {
+      const size_t end = std::min(a.find('='), a.size());
+      std::replace(a.begin() + 2, a.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
+    }
+    fixed.push_back(a.data());
+  }
+  fixed.push_back(nullptr);
+  absl::ParseCommandLine(argc, fixed.data());
 
   // Key material must never reach a core file.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -134,6 +156,28 @@ int main(int argc, char** argv) {
   sigaddset(&handled, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &handled, nullptr);
 
+  if (absl::GetFlag(FLAGS_restore_firewall_only)) {
+    nodeward::platform::LinuxFileSystem fs;
+    bool config_error = false;
+    absl::StatusOr<nodeward::FirewallBootResult> r = nodeward::RestoreFirewallOnly(
+        &fs, absl::GetFlag(FLAGS_config),
+        [](const std::string& table) -> nodeward::platform::PacketFilterPtr {
+          return std::make_unique<nodeward::platform::NftPacketFilter>(table);
+        },
+        &config_error);
+    if (!r.ok()) {
+      NW_LOG_ERROR("nodeward-agent --restore-firewall-only: ", r.status().message());
+      // The config could not be read or is invalid: nothing was changed.
+      return config_error ? kExitConfig : 1;
+    }
+    if (r->state_lost) {
+      NW_LOG_ERROR("firewall at boot: ", r->summary);
+    } else {
+      NW_LOG_INFO("firewall at boot: ", r->summary);
+    }
+    return 0;
+  }
+
   nodeward::PinTlsCipherSuites();
   nodeward::InstallProtobufLogHandler();
 
@@ -171,8 +215,9 @@ int main(int argc, char** argv) {
   absl::Status started = app.Start();
   if (!started.ok()) {
     NW_LOG_ERROR("nodeward-agent cannot start: ", started.message());
+    const bool config_error = nodeward::AgentApp::IsConfigurationStep(app.failed_step());
     app.Stop();
-    return 1;
+    return config_error ? kExitConfig : 1;
   }
   while (true) {
     timespec tick{1, 0};

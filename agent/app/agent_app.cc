@@ -1,5 +1,7 @@
 #include "agent/app/agent_app.h"
 
+#include "agent/app/firewall_boot.h"
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/app/config.h"
@@ -84,6 +86,7 @@ absl::Status AgentApp::Start() {
     deps_.notifier->Notify(absl::StrCat("STATUS=", step.name));
     absl::Status s = (this->*step.run)();
     if (!s.ok()) {
+      failed_step_ = step.name;
       return absl::Status(s.code(), absl::StrCat("startup step '", step.name, "': ", s.message()));
     }
   }
@@ -178,13 +181,7 @@ absl::Status AgentApp::BuildPipelineStep() {
       return absl::FailedPreconditionError("firewall enabled but no packet filter available");
     }
     packet_filter_ = deps_.make_packet_filter(config_.firewall().table());
-    firewall::ManagementAccess mgmt;
-    for (const auto& m : config_.firewall().management_cidrs()) {
-      mgmt.cidrs.push_back(firewall::ParseCidr(m).value());  // checked by LoadConfig
-    }
-    for (uint32_t p : config_.firewall().management_ports()) {
-      mgmt.tcp_ports.push_back(static_cast<uint16_t>(p));
-    }
+    firewall::ManagementAccess mgmt = ManagementFrom(config_);
     auto fw = std::make_unique<firewall::FirewallReconciler>(
         packet_filter_.get(), deps_.fs.get(), deps_.clock.get(),
         config_.state_dir() + "/firewall.pb", std::move(mgmt));

@@ -77,6 +77,14 @@ class AgentApp {
   // Runs every step in order; the first failing step's error is returned
   // (prefixed with the step name) and the agent must exit non-zero.
   absl::Status Start();
+  // The step Start() failed at ("" before Start or when it succeeded).
+  // "load config" and "check TLS material" are configuration errors that a
+  // restart cannot fix: the agent exits 78 (EX_CONFIG) for them, and the
+  // unit's RestartPreventExitStatus=78 stops systemd from looping.
+  const std::string& failed_step() const { return failed_step_; }
+  static bool IsConfigurationStep(const std::string& step) {
+    return step == "load config" || step == "check TLS material";
+  }
   // SIGHUP: re-reads the config file and swaps the trust store. A bad file
   // keeps the old trust and is reported in status and the audit chain.
   absl::Status Reload();
@@ -96,6 +104,7 @@ class AgentApp {
  private:
   absl::Status LoadConfigStep();
   absl::Status CheckTlsStep();
+  std::string failed_step_;
   absl::Status ReadIdentityStep();
   absl::Status LoadSigningKeyStep();
   absl::Status OpenLedgerStep();

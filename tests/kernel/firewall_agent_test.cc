@@ -145,6 +145,14 @@ class FirewallAgentTest : public ::testing::Test {
     return out;
   }
 
+  // `nodeward-agent --restore-firewall-only` in the agent's namespace, as
+  // nodeward-firewall.service runs it at boot; its exit code.
+  int RestoreOnly(std::string* out) {
+    return WEXITSTATUS(Sh(absl::StrCat("ip netns exec ", net_.server, " ", NODEWARD_AGENT_BIN,
+                                       " --config ", dir_, "/agent.json --restore-firewall-only"),
+                          out));
+  }
+
   NetnsPair net_{"f", 98};
   std::string dir_;
   pid_t pid_ = -1;
@@ -428,6 +436,65 @@ TEST_F(FirewallAgentTest, ForeignDropIsReported) {
   }
   EXPECT_FALSE(absl::StrContains(status, "FIREWALL_FOREIGN_DROP")) << status;
   EXPECT_TRUE(net_.CanConnect(2, 7443));
+}
+
+// The boot step (nodeward-firewall.service, before the network): a reboot
+// loses every nftables table; the last confirmed state is back before the
+// agent starts, without TLS material and without the agent ever starting.
+TEST_F(FirewallAgentTest, TheBootStepRestoresTheFirewallBeforeTheAgent) {
+  // First boot: no state yet, the management-only baseline.
+  std::string out;
+  ASSERT_EQ(RestoreOnly(&out), 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "management-only baseline")) << out;
+  {
+    // Something on the management port while the agent is not running.
+    const int mgmt = net_.Listen(7443);
+    EXPECT_TRUE(net_.CanConnect(2, 7443));
+    EXPECT_FALSE(net_.CanConnect(3, 7443));
+    close(mgmt);
+  }
+  EXPECT_FALSE(net_.CanConnect(3, 5432));
+  // A confirmed apply, then a "reboot": agent gone, tables gone.
+  StartAgent();
+  out = Send(1, 1, "\"" + net_.Ip(3) + "/32\"");
+  ASSERT_TRUE(absl::StrContains(out, "APPLIED")) << out;
+  StopAgent();
+  Nft("flush ruleset");
+  EXPECT_TRUE(net_.CanConnect(2, 5432)) << "no table: the host is open";
+  // The TLS material is gone too: the boot step does not need it.
+  Sh(absl::StrCat("mv ", dir_, "/pki ", dir_, "/pki.away"));
+  ASSERT_EQ(RestoreOnly(&out), 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "generation 1 in force")) << out;
+  EXPECT_TRUE(net_.CanConnect(3, 5432));
+  EXPECT_FALSE(net_.CanConnect(2, 5432)) << "the allow-list is back before the agent";
+  {
+    const int mgmt = net_.Listen(7443);
+    EXPECT_TRUE(net_.CanConnect(2, 7443));
+    close(mgmt);
+  }
+  // And the agent, which cannot start without its TLS material, exits 78
+  // (EX_CONFIG: systemd's RestartPreventExitStatus stops the loop) and
+  // leaves that firewall in force.
+  EXPECT_EQ(WEXITSTATUS(Sh(absl::StrCat("ip netns exec ", net_.server, " ", NODEWARD_AGENT_BIN,
+                                        " --config ", dir_, "/agent.json"),
+                           &out)),
+            78)
+      << out;
+  EXPECT_TRUE(net_.CanConnect(3, 5432));
+  EXPECT_FALSE(net_.CanConnect(2, 5432));
+}
+
+TEST_F(FirewallAgentTest, ABrokenConfigChangesNothingAndExits78) {
+  std::string out;
+  ASSERT_EQ(RestoreOnly(&out), 0) << out;
+  const std::string before = Nft("list table inet nodeward");
+  std::ofstream(dir_ + "/agent.json") << R"({"node_id": "fw-node", "firewall": {"enabled": tru)";
+  EXPECT_EQ(RestoreOnly(&out), 78) << out;
+  EXPECT_EQ(Nft("list table inet nodeward"), before);
+  EXPECT_EQ(WEXITSTATUS(Sh(absl::StrCat(NODEWARD_AGENT_BIN, " --config ", dir_, "/agent.json"),
+                           &out)),
+            78)
+      << out;
 }
 
 }  // namespace
