@@ -23,6 +23,7 @@
 #include "agent/app/firewall_boot.h"
 #include "platform/linux/conntrack_linux.h"
 #include "platform/linux/file_system_linux.h"
+#include "platform/linux/journal_linux.h"
 #include "platform/linux/listener_probe_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
 #include "platform/linux/service_notifier_linux.h"
@@ -189,6 +190,7 @@ int main(int argc, char** argv) {
     return std::make_unique<nodeward::platform::NftPacketFilter>(table);
   };
   deps.conntrack = std::make_unique<nodeward::platform::LinuxConntrack>();
+  deps.journal = std::make_unique<nodeward::platform::SystemdJournal>();
   deps.make_volumes = [](const std::string& by_id_dir, const std::vector<std::string>& roots) {
     nodeward::AgentDeps::Volumes v;
     v.devices = std::make_unique<nodeward::platform::LinuxBlockDevices>(by_id_dir);

@@ -1,6 +1,7 @@
 #include "agent/app/agent_app.h"
 
 #include "agent/app/firewall_boot.h"
+#include "agent/state/audit_journal.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -161,6 +162,13 @@ absl::Status AgentApp::OpenAuditStep() {
     return absl::OkStatus();
   }
   audit_ = std::move(audit).value();
+  if (deps_.journal != nullptr) {
+    platform::Journal* journal = deps_.journal.get();
+    audit_->set_observer([journal](const nodeward::v1::AuditRecord& r) {
+      JournalEntry e = ForJournal(r);
+      journal->Send(e.priority, e.message, e.fields);
+    });
+  }
   return absl::OkStatus();
 }
 

@@ -28,6 +28,7 @@
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
 #include "platform/conntrack.h"
+#include "platform/journal.h"
 #include "platform/file_system.h"
 #include "platform/listener_probe.h"
 #include "platform/packet_filter.h"
@@ -47,6 +48,8 @@ struct AgentDeps {
   // Connection tracking, so that connections the desired state forbids do
   // not outlive a drift repair; optional (none: nothing is cut).
   std::unique_ptr<platform::Conntrack> conntrack;
+  // One structured entry per durable audit record (optional).
+  std::unique_ptr<platform::Journal> journal;
   // Block devices, dm-crypt, file systems and randomness; used only when
   // the config enables volumes.
   struct Volumes {

@@ -136,6 +136,14 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* f
 }
 
 absl::Status AuditLog::Append(nodeward::v1::AuditRecord record) {
+  absl::Status s = AppendDurably(&record);
+  // Outside every lock: the observer may take its own.
+  if (s.ok() && observer_) observer_(record);
+  return s;
+}
+
+absl::Status AuditLog::AppendDurably(nodeward::v1::AuditRecord* record_ptr) {
+  nodeward::v1::AuditRecord& record = *record_ptr;
   uint64_t mine = 0;
   platform::AppendableFile* file = nullptr;
   {

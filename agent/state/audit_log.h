@@ -1,6 +1,7 @@
 #ifndef NODEWARD_AGENT_STATE_AUDIT_LOG_H_
 #define NODEWARD_AGENT_STATE_AUDIT_LOG_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -35,11 +36,18 @@ class AuditLog {
   absl::Status Append(nodeward::v1::AuditRecord record);
   // fdatasync (shutdown).
   absl::Status Sync();
+  // Called with each record once it is durable (the journal's structured
+  // entry per command). Set before the first Append.
+  void set_observer(std::function<void(const nodeward::v1::AuditRecord&)> observer) {
+    observer_ = std::move(observer);
+  }
   // What Open cut from the tail ("" if nothing).
   const std::string& cut_tail() const { return cut_tail_; }
 
  private:
   AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash);
+  absl::Status AppendDurably(nodeward::v1::AuditRecord* record);
+  std::function<void(const nodeward::v1::AuditRecord&)> observer_;
   absl::Mutex mu_;
   platform::AppendableFilePtr file_ ABSL_GUARDED_BY(mu_);
   uint64_t next_index_ ABSL_GUARDED_BY(mu_);
