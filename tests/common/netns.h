@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -81,12 +82,17 @@ class NetnsPair {
 
   // A TCP connect from client address `host` to the server's `port`; the
   // connected fd, or -1 if it did not complete in time (SYN dropped).
-  int Connect(int host, uint16_t port, int wait_ms = 700) {
+  // `sport` 0: any source port; else that one (SO_REUSEADDR).
+  int Connect(int host, uint16_t port, int wait_ms = 700, uint16_t sport = 0) {
     int fd = -1;
     InNetns(client, [&] {
       fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      sockaddr_in src = Ipv4(Ip(host).c_str(), 0);
-      bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src));
+      int one = 1;
+      if (sport != 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      sockaddr_in src = Ipv4(Ip(host).c_str(), sport);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0 && sport != 0) {
+        ADD_FAILURE() << "bind " << Ip(host) << ":" << sport << ": " << strerror(errno);
+      }
     });
     sockaddr_in dst = Ipv4(Ip(1).c_str(), port);
     connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst));

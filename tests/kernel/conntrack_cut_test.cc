@@ -75,26 +75,8 @@ class ConntrackCutKernelTest : public ::testing::Test {
   // A connection from client address `host`, source port `sport`; the
   // client fd (and the server's accepted fd in *server), or -1 on timeout.
   int ConnectFrom(int host, uint16_t sport, int* server, int wait_ms = 700) {
-    int fd = -1;
-    InNetns(net_.client, [&] {
-      fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in src = testing::Ipv4(net_.Ip(host).c_str(), sport);
-      if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
-        ADD_FAILURE() << "bind " << net_.Ip(host) << ":" << sport << ": " << strerror(errno);
-      }
-    });
-    sockaddr_in dst = testing::Ipv4(net_.Ip(1).c_str(), kPort);
-    connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst));
-    pollfd p{fd, POLLOUT, 0};
-    int err = -1;
-    socklen_t len = sizeof(err);
-    if (poll(&p, 1, wait_ms) == 1) getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      close(fd);
-      return -1;
-    }
+    const int fd = net_.Connect(host, kPort, wait_ms, sport);
+    if (fd < 0) return -1;
     pollfd l{listen_fd_, POLLIN, 0};
     *server = poll(&l, 1, 1000) == 1 ? accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC) : -1;
     fds_.push_back(fd);
