@@ -114,7 +114,10 @@ absl::StatusOr<ResolvedDir> ResolveBeneath(const std::vector<std::string>& roots
         // 0755 whatever the umask (the service runs with 0077): the database
         // must be able to reach its mount point. Not following a link: the
         // walk below refuses one anyway.
-        fchmodat(cur.get(), name.c_str(), 0755, 0);
+        if (fchmodat(cur.get(), name.c_str(), 0755, 0) != 0) {
+          return absl::ErrnoToStatus(errno,
+                                     absl::StrCat("mount point ", target, ": chmod 0755 ", path));
+        }
       } else if (errno != EEXIST) {
         return absl::ErrnoToStatus(errno, absl::StrCat("mount point ", target, ": mkdir ", path));
       }

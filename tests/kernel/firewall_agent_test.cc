@@ -67,7 +67,7 @@ class FirewallAgentTest : public ::testing::Test {
     pid_ = fork();
     if (pid_ == 0) {
       std::string log = dir_ + "/agent.log";
-      freopen(log.c_str(), "a", stderr);
+      if (freopen(log.c_str(), "a", stderr) == nullptr) _exit(126);
       execlp("ip", "ip", "netns", "exec", net_.server.c_str(), NODEWARD_AGENT_BIN, "--config",
              (dir_ + "/agent.json").c_str(), nullptr);
       _exit(127);

@@ -40,7 +40,7 @@ class VolumeLinuxTest : public ::testing::Test {
   void TearDown() override { Sh("rm -rf " + dir_); }
   // A /dev/disk/by-id style link to the loop device.
   std::string Link(const LoopDevice& d, const std::string& id) {
-    symlink(d.path.c_str(), (by_id_ + "/" + id).c_str());
+    EXPECT_EQ(symlink(d.path.c_str(), (by_id_ + "/" + id).c_str()), 0) << id;
     return "/dev/disk/by-id/" + id;
   }
   std::string dir_, by_id_;

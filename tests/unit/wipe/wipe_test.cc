@@ -70,7 +70,7 @@ struct Pki {
     key = Slurp(dir + "/a/server.key");
     cert = Slurp(dir + "/a/server.pem");
     other_cert = Slurp(dir + "/b/server.pem");
-    std::system(("rm -rf " + dir).c_str());
+    EXPECT_EQ(std::system(("rm -rf " + dir).c_str()), 0);
   }
 };
 const Pki& P() {
