@@ -81,6 +81,7 @@ FirewallStatus FirewallReconciler::status() const {
   FirewallStatus s = stats_;
   s.generation = pending_.has_value() ? pending_->state.generation : confirmed_generation_;
   s.awaiting_confirmation = pending_.has_value();
+  s.highest_generation = highest_generation_;
   return s;
 }
 

@@ -25,6 +25,9 @@ absl::StatusOr<FirewallSpec> FromProto(const nodeward::v1::ApplyFirewall& comman
 
 struct FirewallStatus {
   uint64_t generation = 0;  // in force (kernel)
+  // The highest generation ever applied, unconfirmed and rolled-back ones
+  // included: the next ApplyFirewall must exceed it.
+  uint64_t highest_generation = 0;
   bool awaiting_confirmation = false;
   uint64_t rollbacks = 0;
   std::string last_rollback;

@@ -101,12 +101,13 @@ absl::Status ParsePacked(absl::string_view b, const std::string& where, bool pri
 }  // namespace
 
 absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
-                                                   uint64_t current_generation,
+                                                   uint64_t highest_generation,
                                                    const ValidationLimits& limits) {
-  if (spec.generation <= current_generation) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("firewall generation ", spec.generation, " is not above the current ",
-                     current_generation));
+  if (spec.generation <= highest_generation) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "firewall generation ", spec.generation, " is not above ", highest_generation,
+        ", the highest ever applied (unconfirmed and rolled-back ones count: a generation is "
+        "never reused; health: firewall_highest_generation)"));
   }
   if (spec.services.size() > limits.max_services) {
     return absl::ResourceExhaustedError(absl::StrCat("firewall: ", spec.services.size(),

@@ -74,10 +74,11 @@ struct ValidatedFirewall {
 // allow_all, allow_all with CIDRs beside it, a public CIDR (or allow_all) in
 // private_only mode, port 0 or above 65535, an inverted range, no ports, a
 // duplicate or malformed service name; RESOURCE_EXHAUSTED above the element
-// cap; FAILED_PRECONDITION for a generation not above `current_generation`.
+// cap; FAILED_PRECONDITION for a generation not above `highest_generation`
+// (every generation ever applied counts, rolled-back ones too).
 // Pure: no state is read or changed.
 absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
-                                                   uint64_t current_generation,
+                                                   uint64_t highest_generation,
                                                    const ValidationLimits& limits = {});
 
 }  // namespace nodeward::firewall

@@ -37,6 +37,7 @@ void SetFirewall(const AgentInfo& info, Report* r) {
   if (!info.firewall_enabled) return;
   const firewall::FirewallStatus& f = info.firewall;
   r->set_firewall_generation(f.generation);
+  r->set_firewall_highest_generation(f.highest_generation);
   r->set_firewall_awaiting_confirmation(f.awaiting_confirmation);
   r->set_firewall_rollbacks(f.rollbacks);
   r->set_firewall_content_hash(f.content_hash);

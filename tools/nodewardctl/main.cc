@@ -311,6 +311,10 @@ int Status(const Args& a) {
             << (r.firewall_enabled() ? absl::StrCat("generation ", r.firewall_generation())
                                      : std::string("disabled"))
             << (r.firewall_awaiting_confirmation() ? " (awaiting confirmation)" : "")
+            << (r.firewall_enabled() && r.firewall_highest_generation() > r.firewall_generation()
+                    ? absl::StrCat(" (highest applied ", r.firewall_highest_generation(),
+                                   ": the next must exceed it)")
+                    : std::string())
             << (r.firewall_rollbacks() != 0
                     ? absl::StrCat(", ", r.firewall_rollbacks(), " rollbacks; last: ",
                                    r.firewall_last_rollback())

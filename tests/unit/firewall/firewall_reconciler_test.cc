@@ -159,8 +159,17 @@ TEST_F(ReconcilerTest, UnconfirmedApplyRollsBackAtTheDeadline) {
   EXPECT_NE(rec_.status().last_rollback.find("generation 2"), std::string::npos);
   // Too late to confirm, and generation 2 can never be applied again.
   EXPECT_THAT(rec_.Apply(Confirm(2)), StatusIs(StatusCode::kFailedPrecondition));
-  EXPECT_THAT(rec_.Apply(Cmd(2, {"192.168.1.16/32"})), StatusIs(StatusCode::kFailedPrecondition));
+  auto again = rec_.Apply(Cmd(2, {"192.168.1.16/32"}));
+  EXPECT_THAT(again, StatusIs(StatusCode::kFailedPrecondition));
+  // The refusal names the highest generation, not the one in force (1): the
+  // old message said "not above the current 2" while 1 was in force.
+  EXPECT_NE(again.status().message().find("not above 2, the highest ever applied"),
+            std::string::npos)
+      << again.status();
+  EXPECT_EQ(rec_.status().generation, 1u);
+  EXPECT_EQ(rec_.status().highest_generation, 2u);
   EXPECT_THAT(rec_.Apply(Cmd(3, {"192.168.1.16/32"})), IsOk());
+  EXPECT_EQ(rec_.status().highest_generation, 3u);
 }
 
 // Issue "Hardening II" point 12: a rollback that fails is visible (the
