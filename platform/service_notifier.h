@@ -13,6 +13,14 @@ class ServiceNotifier {
  public:
   virtual ~ServiceNotifier() = default;
   virtual void Notify(const std::string& state) = 0;
+  // A listening stream socket the service manager opened for `path`
+  // (sd_listen_fds(3): systemd socket activation, e.g.
+  // nodeward-status.socket), handed over once: the caller owns it. -1 when
+  // there is none.
+  virtual int TakeListeningSocket(const std::string& path) {
+    (void)path;
+    return -1;
+  }
 };
 
 using ServiceNotifierPtr = std::unique_ptr<ServiceNotifier>;

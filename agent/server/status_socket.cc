@@ -1,5 +1,6 @@
 #include "agent/server/status_socket.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -32,6 +33,18 @@ absl::Status StatusSocketServer::Start(const StatusSocketOptions& options) {
         absl::StrCat("status socket path '", options.path, "' is empty or too long"));
   }
   std::memcpy(addr.sun_path, options.path.c_str(), options.path.size() + 1);
+  if (options.inherited_fd >= 0) {
+    // systemd made it with the unit's SocketUser/SocketGroup/SocketMode.
+    listen_fd_ = options.inherited_fd;
+    int flags = fcntl(listen_fd_, F_GETFL);
+    if (flags < 0 || fcntl(listen_fd_, F_SETFL, flags | O_NONBLOCK) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("use inherited status socket ", options.path));
+    }
+    stop_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (stop_fd_ < 0) return absl::ErrnoToStatus(errno, "create status socket stop event");
+    thread_ = std::thread([this] { Serve(); });
+    return absl::OkStatus();
+  }
   // The directory is normally systemd's RuntimeDirectory (0750); create it
   // the same way when the agent runs outside systemd.
   const std::string dir = options.path.substr(0, options.path.rfind('/'));
@@ -79,7 +92,7 @@ void StatusSocketServer::Stop() {
   }
   if (listen_fd_ >= 0) {
     close(listen_fd_);
-    unlink(options_.path.c_str());
+    if (options_.inherited_fd < 0) unlink(options_.path.c_str());
     listen_fd_ = -1;
   }
   if (stop_fd_ >= 0) {

@@ -18,6 +18,9 @@ struct StatusSocketOptions {
   std::set<uint32_t> allowed_gids;
   // Group owner of the socket file; 0 leaves it.
   uint32_t socket_gid = 0;
+  // A listening socket the service manager already bound at `path`
+  // (socket activation): used as is, never chowned, chmodded or unlinked.
+  int inherited_fd = -1;
 };
 
 // Read-only local status: a filesystem Unix stream socket (never abstract),

@@ -5,6 +5,8 @@
 #error "service_notifier_linux is Linux-only"
 #endif
 
+#include <vector>
+
 #include "platform/service_notifier.h"
 
 namespace nodeward::platform {
@@ -14,6 +16,11 @@ class SystemdNotifier final : public ServiceNotifier {
  public:
   // platform::ServiceNotifier
   void Notify(const std::string& state) override;
+  int TakeListeningSocket(const std::string& path) override;
+
+ private:
+  bool listen_fds_read_ = false;
+  std::vector<int> listen_fds_;
 };
 
 }  // namespace nodeward::platform

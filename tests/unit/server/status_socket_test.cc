@@ -116,6 +116,32 @@ TEST_F(StatusSocketTest, SilentPeersAndFloodStayBounded) {
   for (int fd : idle) close(fd);
 }
 
+// Socket activation (nodeward-status.socket): the service manager bound the
+// socket with its own owner and mode; the server serves on it as is and
+// leaves the file alone when it stops (systemd owns it).
+TEST_F(StatusSocketTest, ServesAnInheritedSocketAndLeavesItsFileAlone) {
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path_.c_str());
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(chmod(path_.c_str(), 0640), 0);
+  ASSERT_EQ(listen(lfd, 16), 0);
+  StatusSocketOptions o{path_, {static_cast<uint32_t>(getuid())}, {}, 0};
+  o.inherited_fd = lfd;
+  ASSERT_THAT(server_.Start(o), IsOk());
+  struct stat st;
+  ASSERT_EQ(lstat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);  // not chmodded
+  int fd = Connect(path_);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ReadAll(fd), "{\"state\":\"SERVING\"}\n");
+  server_.Stop();
+  EXPECT_EQ(lstat(path_.c_str(), &st), 0);  // still there
+  unlink(path_.c_str());
+}
+
 TEST_F(StatusSocketTest, RefusesToReplaceANonSocket) {
   FILE* f = fopen(path_.c_str(), "w");
   fclose(f);
