@@ -28,8 +28,25 @@ int OpenAt2(int dirfd, const char* name, uint64_t resolve) {
   for (;;) {
     const long r = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
     if (r >= 0) return static_cast<int>(r);
+    if (errno == ENOSYS) break;
     if (errno != EINTR && errno != EAGAIN) return -1;
   }
+  // No openat2: systemd's RestrictSUIDSGID=yes blocks it with ENOSYS (its
+  // seccomp filter cannot see the mode inside struct open_how), and so do
+  // kernels before 5.6. `name` is one component, never "." or "..", so a
+  // plain openat of it cannot leave `dirfd` (RESOLVE_BENEATH holds); a link
+  // is opened as itself (O_NOFOLLOW) and refused, as RESOLVE_NO_SYMLINKS
+  // would. Magic links live only in /proc.
+  const int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    const int err = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
 }
 
 struct Facts {

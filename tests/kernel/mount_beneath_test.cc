@@ -8,6 +8,12 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <thread>
@@ -134,6 +140,55 @@ TEST_F(MountBeneathTest, SymlinkedMiddleComponentIsRefused) {
   EXPECT_THAT(fs.MakeDirectories(target), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(fs.Mount(disk_->path, target, FsType::kExt4, ""),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+  ExpectOutsideUntouched();
+}
+
+// Under systemd with RestrictSUIDSGID=yes, openat2 fails with ENOSYS (its
+// seccomp filter cannot inspect struct open_how): on b361d6c every
+// SetupVolume then failed with "open /: Function not implemented". The walk
+// falls back to one-component openat with O_NOFOLLOW, which keeps every
+// refusal. Checked in a child with the same seccomp rule.
+TEST_F(MountBeneathTest, WithoutOpenat2TheWalkStillWorksAndStillRefusesLinks) {
+  ASSERT_EQ(mkdir((root_ + "/db").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((outside_ + "/wal").c_str(), 0755), 0);
+  ASSERT_EQ(symlink((outside_ + "/wal").c_str(), (root_ + "/db/link").c_str()), 0);
+  ASSERT_EQ(symlink(outside_.c_str(), (root_ + "/mid").c_str()), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof(code) / sizeof(code[0])), code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+      _exit(10);
+    }
+    if (syscall(SYS_openat2, AT_FDCWD, "/", nullptr, 0) != -1 || errno != ENOSYS) _exit(11);
+    LinuxFilesystems fs({root_});
+    const std::string target = root_ + "/db/wal";
+    if (!fs.MakeDirectories(target).ok()) _exit(12);
+    if (!fs.Mount(disk_->path, target, FsType::kExt4, "noatime").ok()) _exit(13);
+    auto at = fs.MountedAt(target);
+    if (!at.ok() || !at->has_value()) _exit(14);
+    if (!fs.Unmount(target, false).ok()) _exit(15);
+    absl::Status link = fs.Mount(disk_->path, root_ + "/db/link", FsType::kExt4, "");
+    if (link.code() != absl::StatusCode::kFailedPrecondition ||
+        !absl::StrContains(link.message(), "symbolic link")) {
+      _exit(16);
+    }
+    if (fs.MakeDirectories(root_ + "/mid/wal").code() != absl::StatusCode::kFailedPrecondition) {
+      _exit(17);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "child step " << WEXITSTATUS(status) << " failed";
   ExpectOutsideUntouched();
 }
 
