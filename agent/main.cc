@@ -27,12 +27,17 @@
 #include "platform/linux/listener_probe_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
 #include "platform/linux/service_notifier_linux.h"
+#include "platform/linux/systemd_mounts.h"
 #include "platform/linux/volume_linux.h"
 
 ABSL_FLAG(std::string, config, "/etc/nodeward/agent.json", "agent config file (protobuf JSON)");
 ABSL_FLAG(bool, restore_firewall_only, false,
           "put the last confirmed firewall state (or the management-only baseline) into the "
           "kernel and exit: the early boot step, before the network (nodeward-firewall.service)");
+
+ABSL_FLAG(std::string, fallback_state, "/var/lib/nodeward/firewall.pb",
+          "with --restore-firewall-only: the firewall state restored when the config cannot be "
+          "loaded (it records the management access it was written under)");
 
 namespace {
 // sysexits.h: a configuration error a restart cannot fix.
@@ -126,7 +131,10 @@ int main(int argc, char** argv) {
   // Two malloc arenas instead of 8 per core: each reserves 64 MiB of
   // address space, all of which counts against RLIMIT_MEMLOCK once locked.
   mallopt(M_ARENA_MAX, 2);
-  if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) {
+  // The early boot step holds no key and runs with systemd's default
+  // 8 MiB RLIMIT_MEMLOCK: nothing to lock there.
+  if (!absl::GetFlag(FLAGS_restore_firewall_only) &&
+      mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) {
     memory_lock_problem = std::string("mlockall: ") + strerror(errno);
     NW_LOG_WARNING("memory not locked: ", memory_lock_problem);
   }
@@ -165,7 +173,7 @@ int main(int argc, char** argv) {
         [](const std::string& table) -> nodeward::platform::PacketFilterPtr {
           return std::make_unique<nodeward::platform::NftPacketFilter>(table);
         },
-        &config_error);
+        &config_error, absl::GetFlag(FLAGS_fallback_state));
     if (!r.ok()) {
       NW_LOG_ERROR("nodeward-agent --restore-firewall-only: ", r.status().message());
       // The config could not be read or is invalid: nothing was changed.
@@ -191,11 +199,22 @@ int main(int argc, char** argv) {
   };
   deps.conntrack = std::make_unique<nodeward::platform::LinuxConntrack>();
   deps.journal = std::make_unique<nodeward::platform::SystemdJournal>();
-  deps.make_volumes = [](const std::string& by_id_dir, const std::vector<std::string>& roots) {
+  deps.make_volumes = [](const std::string& by_id_dir, const std::vector<std::string>& roots,
+                         const std::string& mount_with) {
     nodeward::AgentDeps::Volumes v;
     v.devices = std::make_unique<nodeward::platform::LinuxBlockDevices>(by_id_dir);
     v.crypt = std::make_unique<nodeward::platform::LinuxCrypt>();
-    v.filesystems = std::make_unique<nodeward::platform::LinuxFilesystems>(roots);
+    // Under systemd ($INVOCATION_ID is set for every unit it starts), systemd
+    // mounts: the agent's own mount namespace (ProtectSystem=strict) would
+    // hide a mount it made itself from the database.
+    const bool under_systemd =
+        getenv("INVOCATION_ID") != nullptr && access("/run/systemd/system", F_OK) == 0;
+    if (mount_with == "systemd" || (mount_with.empty() && under_systemd)) {
+      NW_LOG_INFO("volumes are mounted by systemd (transient .mount units)");
+      v.filesystems = std::make_unique<nodeward::platform::SystemdFilesystems>(roots);
+    } else {
+      v.filesystems = std::make_unique<nodeward::platform::LinuxFilesystems>(roots);
+    }
     v.random = std::make_unique<nodeward::platform::LinuxRandom>();
 #ifdef NODEWARD_TEST_HOOKS
     // Key-hygiene tests only (never in a release build): hand every

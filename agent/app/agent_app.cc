@@ -1,5 +1,7 @@
 #include "agent/app/agent_app.h"
 
+#include <grp.h>
+
 #include "agent/app/firewall_boot.h"
 #include "agent/state/audit_journal.h"
 
@@ -194,6 +196,7 @@ absl::Status AgentApp::BuildPipelineStep() {
         packet_filter_.get(), deps_.fs.get(), deps_.clock.get(),
         config_.state_dir() + "/firewall.pb", std::move(mgmt));
     fw->set_conntrack(deps_.conntrack.get());
+    fw->set_table(config_.firewall().table());
     firewall_ = fw.get();
     handlers["apply_firewall"] = std::move(fw);
     handlers["confirm_firewall"] = std::make_unique<ForwardingHandler>(firewall_);
@@ -209,11 +212,12 @@ absl::Status AgentApp::BuildPipelineStep() {
     }
     volume_platform_ = deps_.make_volumes(
         config_.volumes().by_id_dir(),
-        {config_.volumes().allowed_mount_roots().begin(), config_.volumes().allowed_mount_roots().end()});
+        {config_.volumes().allowed_mount_roots().begin(), config_.volumes().allowed_mount_roots().end()},
+        config_.volumes().mount_with());
     auto vm = std::make_unique<volume::VolumeManager>(
         volume::VolumeDeps{volume_platform_.devices.get(), volume_platform_.crypt.get(),
                            volume_platform_.filesystems.get(), volume_platform_.random.get(),
-                           deps_.fs.get(), deps_.clock.get()},
+                           deps_.fs.get(), deps_.clock.get(), deps_.journal.get()},
         volume::VolumeOptions{{config_.volumes().allowed_mount_roots().begin(),
                                config_.volumes().allowed_mount_roots().end()},
                               config_.state_dir() + "/volumes.pb", identity_.boot_id});
@@ -334,6 +338,19 @@ absl::Status AgentApp::StartStatusSocketStep() {
   o.allowed_gids = {config_.status_socket().allowed_gids().begin(),
                     config_.status_socket().allowed_gids().end()};
   o.socket_gid = config_.status_socket().socket_gid();
+  for (const std::string& name : config_.status_socket().allowed_groups()) {
+    std::vector<char> buf(16384);
+    group gr{};
+    group* found = nullptr;
+    const int rc = getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
+    if (rc != 0 || found == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "status socket: group '", name, "' in status_socket.allowed_groups does not exist"));
+    }
+    o.allowed_gids.insert(found->gr_gid);
+  }
+  o.inherited_fd = deps_.notifier->TakeListeningSocket(o.path);
+  if (o.inherited_fd >= 0) NW_LOG_INFO("status socket ", o.path, " from the service manager");
   status_socket_ = std::make_unique<StatusSocketServer>([this] { return RenderStatus(); });
   return status_socket_->Start(o);
 }

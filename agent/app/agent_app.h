@@ -59,7 +59,8 @@ struct AgentDeps {
     std::unique_ptr<platform::Random> random;
   };
   std::function<Volumes(const std::string& by_id_dir,
-                                const std::vector<std::string>& allowed_mount_roots)>
+                        const std::vector<std::string>& allowed_mount_roots,
+                        const std::string& mount_with)>
       make_volumes;
   // Checks the gRPC listener from the main loop; null: not checked.
   platform::ListenerProbePtr listener_probe;

@@ -97,6 +97,10 @@ absl::StatusOr<nodeward::v1::AgentConfig> LoadConfig(platform::FileSystem* fs,
       }
     }
     if (v->by_id_dir().empty()) v->set_by_id_dir("/dev/disk/by-id");
+    if (!v->mount_with().empty() && v->mount_with() != "systemd" && v->mount_with() != "direct") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config: volumes.mount_with: '", v->mount_with(), "' is not systemd, direct or empty"));
+    }
   }
   absl::StatusOr<TrustStorePtr> trust = TrustStore::Build(c.trust());
   if (!trust.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", trust.status().message()));

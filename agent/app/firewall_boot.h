@@ -30,11 +30,14 @@ struct FirewallBootResult {
 firewall::ManagementAccess ManagementFrom(const nodeward::v1::AgentConfig& config);
 
 // An error; `*config_error` says whether it came from the config (the
-// caller exits 78, EX_CONFIG: nothing was changed) or from the kernel.
+// caller exits 78, EX_CONFIG) or from the kernel. When the config cannot be
+// loaded, the firewall state at `fallback_state_path` (the agent records the
+// management access and table with it) is restored all the same and the
+// error says so; without one, nothing is changed.
 absl::StatusOr<FirewallBootResult> RestoreFirewallOnly(
     platform::FileSystem* fs, const std::string& config_path,
     const std::function<platform::PacketFilterPtr(const std::string& table)>& make_filter,
-    bool* config_error);
+    bool* config_error, const std::string& fallback_state_path = "");
 
 }  // namespace nodeward
 

@@ -43,11 +43,13 @@ absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelo
     }
     ++in_flight_;
   }
+  const absl::Time received = clock_->Now();
   VerifiedCommand verified;
   RejectionFacts facts;
   bool replayed = false;
   absl::StatusOr<CommandResult> result = Run(envelope_bytes, &verified, &facts, &replayed);
-  Finish(verified.command_type.empty() ? nullptr : &verified, facts, peer, result, replayed);
+  Finish(verified.command_type.empty() ? nullptr : &verified, facts, peer, result, replayed,
+         received);
   return result;
 }
 
@@ -120,9 +122,12 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
 
 void CommandProcessor::Finish(const VerifiedCommand* verified, const RejectionFacts& facts,
                               const std::string& peer,
-                              const absl::StatusOr<CommandResult>& result, bool replayed) {
+                              const absl::StatusOr<CommandResult>& result, bool replayed,
+                              absl::Time received) {
   nodeward::v1::AuditRecord a;
-  *a.mutable_time() = ToTimestamp(clock_->Now());
+  const absl::Time now = clock_->Now();
+  *a.mutable_time() = ToTimestamp(now);
+  if (now > received) a.set_duration_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(now - received)));
   a.set_peer(peer);
   if (verified != nullptr) {
     a.set_command_id(verified->command.command_id());

@@ -78,7 +78,8 @@ class CommandProcessor {
   absl::Status AuditWritable();
   void Finish(const VerifiedCommand* verified, const RejectionFacts& facts,
               const std::string& peer,
-              const absl::StatusOr<nodeward::v1::CommandResult>& result, bool replayed);
+              const absl::StatusOr<nodeward::v1::CommandResult>& result, bool replayed,
+              absl::Time received);
 
   platform::Clock* const clock_;
   const NodeIdentity identity_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "agent/common/crypto.h"
+#include "agent/common/logging.h"
 #include "agent/common/status_macros.h"
 #include "nodeward/v1/state.pb.h"
 #include "platform/filter_eval.h"
@@ -96,6 +97,9 @@ absl::Status FirewallReconciler::Persist(const std::string& confirmed_command,
   state.set_applied(confirmed_command);
   state.set_generation(confirmed_generation);
   state.set_highest_generation(highest);
+  for (const Cidr& c : management_.cidrs) state.add_management_cidrs(FormatCidr(c));
+  for (uint16_t p : management_.tcp_ports) state.add_management_ports(p);
+  state.set_table(table_);
   return fs_->WriteFileAtomically(state_path_, state.SerializeAsString(), 0600);
 }
 
@@ -219,6 +223,24 @@ absl::Status FirewallReconciler::Restore() {
   if (result.ok()) {
     stats_.last_apply = clock_->Now();
     stats_.last_verified = stats_.last_apply;
+    // Record the management access this state runs under (the boot
+    // fallback for a broken config), unless it is already there.
+    nodeward::v1::FirewallState now;
+    if (raw.ok()) (void)now.ParseFromString(*raw);
+    std::vector<std::string> cidrs;
+    for (const Cidr& c : management_.cidrs) cidrs.push_back(FormatCidr(c));
+    const bool recorded =
+        raw.ok() && now.table() == table_ &&
+        std::vector<std::string>(now.management_cidrs().begin(), now.management_cidrs().end()) ==
+            cidrs &&
+        now.management_ports_size() == static_cast<int>(management_.tcp_ports.size());
+    if (!recorded) {
+      if (absl::Status s = Persist(confirmed_command_, confirmed_generation_, highest_generation_);
+          !s.ok()) {
+        NW_LOG_WARNING("record the firewall's management access in ", state_path_, ": ",
+                       s.message());
+      }
+    }
   }
   ProbeForeignDropsLocked();
   return result;

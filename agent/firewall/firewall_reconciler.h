@@ -69,6 +69,8 @@ class FirewallReconciler final : public CommandHandler {
   // restart with an unchanged state changes nothing in the kernel. DATA_LOSS
   // if the state file is corrupt (the baseline is applied, so management
   // access stays open).
+  // The table name recorded with the state (for the boot fallback).
+  void set_table(std::string table) { table_ = std::move(table); }
   absl::Status Restore();
 
   // ApplyFirewall: validate -> (dry run: report the diff) -> one
@@ -136,6 +138,7 @@ class FirewallReconciler final : public CommandHandler {
   platform::FileSystem* const fs_;
   platform::Clock* const clock_;
   const std::string state_path_;
+  std::string table_ = "nodeward";
   const ManagementAccess management_;
   const size_t max_per_shard_;
   mutable absl::Mutex mu_;

@@ -35,8 +35,10 @@ JournalEntry ForJournal(const nodeward::v1::AuditRecord& r) {
   if (r.sequence() != 0) field("SEQUENCE", absl::StrCat(r.sequence()));
   field("COMMAND_TYPE", r.command_type());
   field("SIGNERS", absl::StrJoin(r.signer_key_ids(), ","));
-  field("DECISION", r.decision());
+  // OUTCOME: applied, replayed, rejected or failed (the record's decision).
+  field("OUTCOME", r.decision());
   field("REASON", r.reason());
+  if (r.rpc().empty()) field("DURATION_MS", absl::StrCat(r.duration_ms()));
   e.priority = r.decision() == "applied" || r.decision() == "replayed" ? 6 : 4;
   e.message = Clean(absl::StrCat(
       "command ", r.command_id().empty() ? std::string("(unparsed)") : r.command_id(),

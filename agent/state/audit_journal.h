@@ -5,7 +5,7 @@
 // command received (applied, replayed, rejected, failed), per early refusal,
 // per drift repair, volume and wipe step, and per agent event, with fields
 // an operator can filter on (`journalctl -u nodeward-agent
-// COMMAND_TYPE=wipe`, `DECISION=rejected`). The record holds no key
+// COMMAND_TYPE=wipe`, `OUTCOME=rejected`). The record holds no key
 // material (docs/state.md), so neither does the entry.
 
 #include <string>

@@ -386,8 +386,11 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
                                           absl::MakeConstSpan(key.data(), key.size()), Params(c)));
     // `key` is wiped and unmapped here: from now on only the kernel has it.
   }
+  Step(c.volume_id(), "formatted",
+       absl::StrCat("LUKS2 ", uuid, " on ", dev.path, ", mapped as /dev/mapper/", c.mapper_name()));
   auto undo = [&](const absl::Status& why) {
     (void)deps_.crypt->Deactivate(c.mapper_name());  // the key dies with the mapping
+    Step(c.volume_id(), "failed", absl::StrCat(why.message(), "; mapping closed"), true);
     return absl::Status(why.code(),
                         absl::StrCat("setup_volume ", c.volume_id(), ": ", why.message(),
                                      "; mapping closed (the device keeps an unusable LUKS header "
@@ -400,6 +403,7 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   }
   const std::string mapped = "/dev/mapper/" + c.mapper_name();
   if (absl::Status s = deps_.filesystems->Mkfs(mapped, FsOf(c)); !s.ok()) return undo(s);
+  Step(c.volume_id(), "mkfs", absl::StrCat(FsName(c), " on ", mapped));
   if (absl::Status s = deps_.filesystems->MakeDirectories(c.mount_point()); !s.ok()) {
     return undo(s);
   }
@@ -407,6 +411,7 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
       !s.ok()) {
     return undo(s);
   }
+  Step(c.volume_id(), "mounted", absl::StrCat(mapped, " on ", c.mount_point()));
 
   VolumeRecord* done = state_.mutable_volumes(index);
   done->set_luks_uuid(uuid);
@@ -422,10 +427,21 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   return result;
 }
 
+void VolumeManager::Step(const std::string& id, const std::string& step,
+                         const std::string& detail, bool problem) {
+  if (deps_.journal == nullptr) return;
+  deps_.journal->Send(problem ? 4 : 6, absl::StrCat("volume ", id, " ", step, ": ", detail),
+                      {{"EVENT", "volume_step"}, {"VOLUME_ID", id}, {"STEP", step}});
+}
+
 std::vector<nodeward::v1::WipeItem> VolumeManager::WipeAll() {
   absl::MutexLock lock(&mu_);
   std::vector<nodeward::v1::WipeItem> out;
-  for (int i = 0; i < state_.volumes_size(); ++i) out.push_back(WipeOne(state_.mutable_volumes(i)));
+  for (int i = 0; i < state_.volumes_size(); ++i) {
+    out.push_back(WipeOne(state_.mutable_volumes(i)));
+    Step(out.back().id(), out.back().verified() ? "wiped" : "wipe_failed", out.back().detail(),
+         !out.back().verified());
+  }
   if (!records_lost_.empty()) {
     // Never "complete" over volumes nobody can name any more.
     nodeward::v1::WipeItem lost;

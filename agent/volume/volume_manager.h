@@ -13,6 +13,7 @@
 #include "nodeward/v1/state.pb.h"
 #include "platform/clock.h"
 #include "platform/file_system.h"
+#include "platform/journal.h"
 #include "platform/volume.h"
 
 namespace nodeward::volume {
@@ -30,6 +31,9 @@ struct VolumeDeps {
   platform::Random* random;
   platform::FileSystem* fs;
   platform::Clock* clock;
+  // One entry per setup and wipe step (VOLUME_ID, STEP, DEVICE, ...); may be
+  // null. Never a key.
+  platform::Journal* journal = nullptr;
 };
 
 // Checks a SetupVolume against the refusal rules that need no device:
@@ -80,6 +84,10 @@ class VolumeManager final : public CommandHandler {
   void Fence(const std::string& why);
 
  private:
+  // A journal entry for one step of volume `id` (priority 6, or 4 when
+  // `problem`).
+  void Step(const std::string& id, const std::string& step, const std::string& detail,
+            bool problem = false);
   nodeward::v1::VolumeStatus Inspect(const nodeward::v1::VolumeRecord& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<nodeward::v1::CommandResult> SetupLocked(const nodeward::v1::SetupVolume& c)

@@ -51,8 +51,9 @@ Backup encryption (docs/backup-format.md):
     exit: 0 ok, 1 usage/io, 2 integrity failure, 3 no key fits, 4 not a backup/bad key
 
 Reference orchestrator client:
-  keygen --out PREFIX                      Ed25519 signing key: PREFIX.key (0600),
-                                           PREFIX.pub.json (trust.keys entry)
+  keygen --out PREFIX [--role R ...]       Ed25519 signing key: PREFIX.key (0600),
+                                           PREFIX.pub.json (trust.keys entry with
+                                           roles R..., default orchestrator)
   dev-pki --out DIR [--with-test-certs]    throwaway CA, agent and client certs
   send TARGET_OPTS SIGN_OPTS (--command JSON | --command-file F | --envelope F)
        [--payload-type T] [--boot-id-file F] [--lifetime-seconds N] [--dry-run]
@@ -136,9 +137,15 @@ int Keygen(const Args& a) {
   bool ok = write(fd, pem->data(), pem->size()) == static_cast<ssize_t>(pem->size());
   close(fd);
   if (!ok) return Fail(absl::InternalError("write " + key_path));
+  // --role R (repeatable): the trust.keys roles, orchestrator by default.
+  std::vector<std::string> roles;
+  for (auto [it, end] = a.values.equal_range("role"); it != end; ++it) {
+    roles.push_back(absl::StrCat("\"", it->second, "\""));
+  }
+  if (roles.empty()) roles.push_back("\"orchestrator\"");
   std::string entry = absl::StrCat("{\"public_key\": \"", absl::Base64Escape(key->PublicRaw()),
-                                   "\", \"key_id\": \"", key->KeyId(),
-                                   "\", \"roles\": [\"orchestrator\"]}\n");
+                                   "\", \"key_id\": \"", key->KeyId(), "\", \"roles\": [",
+                                   absl::StrJoin(roles, ", "), "]}\n");
   std::ofstream(prefix + ".pub.json") << entry;
   std::cout << "key_id " << key->KeyId() << "\n"
             << "wrote " << key_path << " (keep it secret) and " << prefix

@@ -2,6 +2,7 @@
 // nothing, persistence and boot restore, management access always present,
 // and kernel and disk never disagree.
 #include "agent/firewall/firewall_reconciler.h"
+#include "nodeward/v1/state.pb.h"
 
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
@@ -88,13 +89,31 @@ TEST_F(ReconcilerTest, AppliesPersistsAndRestores) {
 TEST_F(ReconcilerTest, DryRunChangesNothing) {
   ASSERT_THAT(rec_.Restore(), IsOk());
   int before = filter_.commits();
+  const std::string saved = fs_.Content("/state/firewall.pb");
   auto r = rec_.Apply(Cmd(1, {"192.168.1.15/32"}, /*dry_run=*/true));
   ASSERT_THAT(r, IsOk());
   EXPECT_TRUE(r->firewall().dry_run());
   EXPECT_EQ(r->firewall().ipv4_intervals(), 3u);  // mgmt, peer, service
   EXPECT_EQ(filter_.commits(), before);
-  EXPECT_FALSE(fs_.Exists("/state/firewall.pb"));
+  EXPECT_EQ(fs_.Content("/state/firewall.pb"), saved);
   EXPECT_EQ(rec_.generation(), 0u);
+}
+
+// The boot fallback (nodeward-firewall.service with a broken config) needs
+// the management access the state was written under: the first Restore
+// records it, with the table, before any apply.
+TEST_F(ReconcilerTest, RestoreRecordsManagementAccessAndTable) {
+  rec_.set_table("nodeward");
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  nodeward::v1::FirewallState st;
+  ASSERT_TRUE(st.ParseFromString(fs_.Content("/state/firewall.pb")));
+  EXPECT_EQ(st.table(), "nodeward");
+  ASSERT_GT(st.management_cidrs_size(), 0);
+  EXPECT_EQ(st.generation(), 0u);
+  // A second restart with the same config writes nothing new.
+  const std::string saved = fs_.Content("/state/firewall.pb");
+  ASSERT_THAT(rec_.Restore(), IsOk());
+  EXPECT_EQ(fs_.Content("/state/firewall.pb"), saved);
 }
 
 TEST_F(ReconcilerTest, RefusalsLeaveKernelAndStateUnchanged) {

@@ -35,7 +35,8 @@ TEST(AuditJournalTest, ACommandCarriesItsFacts) {
   EXPECT_EQ(f["COMMAND_ID"], "3f2a");
   EXPECT_EQ(f["SEQUENCE"], "12");
   EXPECT_EQ(f["SIGNERS"], "k1,k2");
-  EXPECT_EQ(f["DECISION"], "applied");
+  EXPECT_EQ(f["OUTCOME"], "applied");
+  EXPECT_EQ(f.count("DURATION_MS"), 1u);
   EXPECT_EQ(f["AUDIT_INDEX"], "7");
   EXPECT_EQ(e.priority, 6);
   EXPECT_EQ(e.message, "command 3f2a wipe seq 12: applied");
