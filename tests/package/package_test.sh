@@ -25,6 +25,8 @@ contents="$(dpkg-deb -c "$deb")"
 for f in usr/sbin/nodeward-agent usr/bin/nodewardctl \
          usr/lib/systemd/system/nodeward-agent.service \
          usr/lib/systemd/system/nodeward-firewall.service \
+         usr/lib/systemd/system/nodeward-status.socket \
+         usr/lib/sysusers.d/nodeward.conf usr/lib/modules-load.d/nodeward.conf \
          usr/share/man/man8/nodeward-agent.8.gz usr/share/man/man8/nodewardctl.8.gz \
          usr/share/doc/nodeward/copyright usr/share/doc/nodeward/changelog.gz; do
   echo "$contents" | grep -q " ./$f\$" || fail "missing $f"
@@ -40,6 +42,7 @@ done
 
 control="$(dpkg-deb -f "$deb" Depends Recommends Maintainer Description)"
 echo "$control" | grep -q 'e2fsprogs' || fail "Depends lacks e2fsprogs (mkfs.ext4)"
+echo "$control" | grep -q 'dmsetup' || fail "Depends lacks dmsetup (udev rules for /dev/mapper)"
 echo "$control" | grep -q '^Recommends: xfsprogs' || fail "Recommends lacks xfsprogs"
 echo "$control" | grep -qE '^Maintainer: .+ <[^>]+@[^>]+>$' || fail "Maintainer is not 'name <email>'"
 for s in postinst prerm postrm; do
@@ -49,6 +52,10 @@ grep -q '^ConditionPathExists=/etc/nodeward/agent.json' "$x/usr/lib/systemd/syst
   || fail "agent unit starts without a config"
 grep -q '^RestartPreventExitStatus=78' "$x/usr/lib/systemd/system/nodeward-agent.service" \
   || fail "agent unit restarts a bad config for ever"
+grep -q '^SocketGroup=nodeward' "$x/usr/lib/systemd/system/nodeward-status.socket" \
+  || fail "status socket not readable by group nodeward"
+grep -q '^ProtectSystem=strict' "$x/usr/lib/systemd/system/nodeward-agent.service" \
+  || fail "agent unit without ProtectSystem=strict"
 grep -q '^Before=network-pre.target' "$x/usr/lib/systemd/system/nodeward-firewall.service" \
   || fail "firewall unit is not before the network"
 echo "package OK: $(basename "$deb") ($(stat -c %s "$deb") bytes), lintian clean"
