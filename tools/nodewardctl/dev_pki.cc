@@ -1,5 +1,9 @@
 #include "tools/nodewardctl/dev_pki.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -14,6 +18,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace nodeward {
 namespace {
@@ -160,8 +165,24 @@ absl::Status GenerateDevPki(const DevPkiOptions& o) {
   if (!s.ok()) return s;
 
   KeyPtr server_key = NewKey();
-  CertSpec server{"nodeward-agent", false,
-                  absl::StrCat("DNS:", o.server_dns, ",IP:", o.server_ip, ",IP:::1"), "serverAuth"};
+  std::string sans = absl::StrCat("DNS:", o.server_dns, ",IP:", o.server_ip, ",IP:::1");
+  if (!o.server_sans.empty()) {
+    std::vector<std::string> parts;
+    for (const std::string& n : o.server_sans) {
+      in6_addr a6{};
+      in_addr a4{};
+      const bool ip = inet_pton(AF_INET, n.c_str(), &a4) == 1 || inet_pton(AF_INET6, n.c_str(), &a6) == 1;
+      if (n.empty() || n.find_first_of(", \t") != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat("dev-pki: --server-san '", n, "' is not a name"));
+      }
+      parts.push_back(absl::StrCat(ip ? "IP:" : "DNS:", n));
+    }
+    if (std::find(o.server_sans.begin(), o.server_sans.end(), "::1") == o.server_sans.end()) {
+      parts.push_back("IP:::1");
+    }
+    sans = absl::StrJoin(parts, ",");
+  }
+  CertSpec server{"nodeward-agent", false, sans, "serverAuth"};
   CertPtr server_cert = MakeCert(server, server_key.get(), ca.get(), ca_key.get());
   if (s = WritePair(o.out_dir, "server", server_cert.get(), server_key.get()); !s.ok()) return s;
 

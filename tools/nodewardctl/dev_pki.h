@@ -2,6 +2,7 @@
 #define NODEWARD_TOOLS_NODEWARDCTL_DEV_PKI_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -12,6 +13,9 @@ struct DevPkiOptions {
   // Server certificate SANs (DNS names and IP addresses).
   std::string server_dns = "localhost";
   std::string server_ip = "127.0.0.1";
+  // Names for the agent's certificate (DNS names or IP addresses); when
+  // given, they replace server_dns and server_ip (::1 is always added).
+  std::vector<std::string> server_sans;
   // Client (orchestrator) certificate SAN URI.
   std::string client_uri = "spiffe://nodeward.dev/orchestrator";
   // Also write certificates that tests expect to be refused:

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -31,84 +32,14 @@
 #include "nodeward/v1/agent.grpc.pb.h"
 #include "nodeward/v1/state.pb.h"
 #include "tools/nodewardctl/backup_cli.h"
+#include "tools/nodewardctl/cli.h"
 #include "tools/nodewardctl/client.h"
 #include "tools/nodewardctl/dev_pki.h"
 
 namespace nodeward {
 namespace {
 
-constexpr char kUsage[] = R"(usage: nodewardctl COMMAND [options]
 
-Local (on the VM):
-  status [--socket PATH] [--json]          agent status from the local socket
-  audit verify FILE                        check the audit hash chain
-
-Backup encryption (docs/backup-format.md):
-  backup keygen --out PREFIX               RSA-3072: PREFIX.key (PKCS#8, 0600), PREFIX.pub
-  backup encrypt --public-key F [--format v2|v1] [--in F] [--out F] [--chunk-size N]
-  backup decrypt --private-key F [--private-key F2 ...] [--in F] [--out F] [--accept-empty] [--quiet]
-  backup inspect [--in F]
-    exit: 0 ok, 1 usage/io, 2 integrity failure, 3 no key fits, 4 not a backup/bad key
-
-Reference orchestrator client:
-  keygen --out PREFIX [--role R ...]       Ed25519 signing key: PREFIX.key (0600),
-                                           PREFIX.pub.json (trust.keys entry with
-                                           roles R..., default orchestrator)
-  dev-pki --out DIR [--with-test-certs]    throwaway CA, agent and client certs
-  send TARGET_OPTS SIGN_OPTS (--command JSON | --command-file F | --envelope F)
-       [--payload-type T] [--boot-id-file F] [--lifetime-seconds N] [--dry-run]
-       [--timeout-seconds N]               how long to wait for the outcome (default 10;
-                                           a wipe or a mkfs of a big disk takes longer)
-  watch TARGET_OPTS [--count N]            stream health reports
-  wipe-receipt verify --key FILE [--in FILE]
-                                           check a Wipe result (the JSON `send` printed,
-                                           with or without its APPLIED prefix) against
-                                           the agent's signing public key (health:
-                                           signing_public_key, base64, or a PEM PUBLIC
-                                           KEY; never its TLS certificate); prints the
-                                           receipt
-
-TARGET_OPTS: --target HOST:PORT --ca FILE --cert FILE --key FILE [--server-name N]
-SIGN_OPTS:   --signing-key FILE (repeat for several signers)
-)";
-
-// --name value pairs, a few boolean flags, and positional words.
-struct Args {
-  std::vector<std::string> positional;
-  std::multimap<std::string, std::string> values;
-  std::string Get(const std::string& k, const std::string& def = "") const {
-    auto it = values.find(k);
-    return it == values.end() ? def : it->second;
-  }
-  std::vector<std::string> All(const std::string& k) const {
-    std::vector<std::string> out;
-    for (auto [b, e] = values.equal_range(k); b != e; ++b) out.push_back(b->second);
-    return out;
-  }
-  bool Has(const std::string& k) const { return values.count(k) != 0; }
-};
-
-absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
-  static const std::set<std::string> kBool = {"json", "dry-run", "with-test-certs",
-                                              "accept-empty", "quiet"};
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
-      std::string k = s.substr(2);
-      if (kBool.count(k) != 0) {
-        a.values.emplace(k, "1");
-      } else if (i + 1 < argc) {
-        a.values.emplace(k, argv[++i]);
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat("option --", k, " needs a value"));
-      }
-    } else {
-      a.positional.push_back(s);
-    }
-  }
-  return a;
-}
 
 int Fail(const absl::Status& s) {
   std::cerr << "nodewardctl: " << s.message() << "\n";
@@ -158,6 +89,7 @@ int DevPki(const Args& a) {
   o.out_dir = a.Get("out");
   if (o.out_dir.empty()) return Fail(absl::InvalidArgumentError("dev-pki: --out DIR is required"));
   o.with_test_certs = a.Has("with-test-certs");
+  o.server_sans = a.All("server-san");
   absl::Status s = GenerateDevPki(o);
   if (!s.ok()) return Fail(s);
   std::cout << "wrote dev PKI to " << o.out_dir << " (ca, server, client; for development only)\n";
@@ -415,29 +347,21 @@ int WipeReceiptVerify(const Args& a) {
 }
 
 int Run(int argc, char** argv) {
-  absl::StatusOr<Args> a = ParseArgs(argc, argv);
-  if (!a.ok()) return Fail(a.status());
-  if (a->positional.empty()) {
-    std::cerr << kUsage;
-    return 2;
-  }
-  const std::string& cmd = a->positional[0];
-  if (cmd == "keygen") return Keygen(*a);
-  if (cmd == "dev-pki") return DevPki(*a);
-  if (cmd == "send") return Send(*a);
-  if (cmd == "watch") return Watch(*a);
-  if (cmd == "status") return Status(*a);
+  std::variant<Args, int> parsed = ParseCommandLine(argc, argv);
+  if (const int* code = std::get_if<int>(&parsed)) return *code;
+  const Args& a = std::get<Args>(parsed);
+  const std::string& cmd = a.positional[0];
+  if (cmd == "keygen") return Keygen(a);
+  if (cmd == "dev-pki") return DevPki(a);
+  if (cmd == "send") return Send(a);
+  if (cmd == "watch") return Watch(a);
+  if (cmd == "status") return Status(a);
   if (cmd == "backup") {
-    return RunBackupCommand({a->positional.begin() + 1, a->positional.end()}, a->values);
+    return RunBackupCommand({a.positional.begin() + 1, a.positional.end()}, a.values);
   }
-  if (cmd == "wipe-receipt" && a->positional.size() > 1 && a->positional[1] == "verify") {
-    return WipeReceiptVerify(*a);
-  }
-  if (cmd == "audit" && a->positional.size() > 1 && a->positional[1] == "verify") {
-    return AuditVerify(*a);
-  }
-  std::cerr << kUsage;
-  return 2;
+  if (cmd == "wipe-receipt") return WipeReceiptVerify(a);
+  if (cmd == "audit") return AuditVerify(a);
+  return kExitUsage;  // CLI11 knows every command; not reached
 }
 
 }  // namespace
