@@ -149,8 +149,9 @@ constexpr size_t kPiece = 128 << 10;
 absl::Status EncryptV2(absl::string_view aes_key, absl::string_view iv, absl::string_view mac_key,
                        absl::string_view wrapped, absl::string_view key_id, ByteSource* in,
                        ByteSink* out, size_t chunk_size) {
-  if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_size, " out of range"));
+  if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize || chunk_size % 16 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk size ", chunk_size, " out of range (16 to 16 MiB) or not a multiple of 16"));
   }
   std::string header(kMagicV2);
   header.push_back(static_cast<char>(kVersion2));
@@ -267,8 +268,8 @@ absl::Status DecryptV2(const std::vector<const RsaPrivateKey*>& keys, absl::stri
   const size_t wrapped_len = GetU16(fixed + 6);
   const absl::string_view key_id(fixed + 8, 32);
   const size_t chunk_size = GetU32(fixed + 40);
-  if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize) {
-    return Corrupt(absl::StrCat("chunk size ", chunk_size, " out of range"));
+  if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize || chunk_size % 16 != 0) {
+    return Corrupt(absl::StrCat("chunk size ", chunk_size, " out of range or not a multiple of 16"));
   }
   if (wrapped_len < 256 || wrapped_len > 1024) {
     return Corrupt(absl::StrCat("wrapped key length ", wrapped_len, " out of range"));
@@ -289,16 +290,27 @@ absl::Status DecryptV2(const std::vector<const RsaPrivateKey*>& keys, absl::stri
   for (const auto* k : keys) if (k->public_key().key_id() != key_id) order.push_back(k);
   absl::StatusOr<SecureBuffer> secret = absl::PermissionDeniedError("");
   const RsaPrivateKey* used = nullptr;
+  bool named_key_failed = false;
+  bool any_usable = false;
   for (const auto* k : order) {
-    if (k->public_key().size() != static_cast<int>(wrapped_len) ||
-        k->public_key().bits() < kMinRsaBits) {
-      continue;
-    }
+    if (k->public_key().bits() < kMinRsaBits) continue;
+    any_usable = true;
+    if (k->public_key().size() != static_cast<int>(wrapped_len)) continue;
     secret = OaepUnwrap(*k, "SHA256", wrapped);
     if (secret.ok()) {
       used = k;
       break;
     }
+    if (k->public_key().key_id() == key_id) named_key_failed = true;
+  }
+  if (used == nullptr && !any_usable) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "no usable private key given: v2 backups need RSA keys of at least ", kMinRsaBits,
+        " bits"));
+  }
+  if (used == nullptr && named_key_failed) {
+    // The right key (by id) does not open it: the wrapped key was changed.
+    return Corrupt("the wrapped file key does not open with the key the header names");
   }
   if (used == nullptr) {
     return absl::PermissionDeniedError(
@@ -333,7 +345,9 @@ absl::Status DecryptV2(const std::vector<const RsaPrivateKey*>& keys, absl::stri
     const uint32_t chunk_info = GetU32(info_bytes);
     const bool final = (chunk_info & kFinalBit) != 0;
     const size_t len = chunk_info & ~kFinalBit;
-    if (len > chunk_size || (!final && len != chunk_size)) {
+    // One encoding per plaintext: a final chunk is shorter than C (an input
+    // that is a multiple of C ends with an empty final chunk).
+    if (len > chunk_size || (!final && len != chunk_size) || (final && len == chunk_size)) {
       return Corrupt(absl::StrCat("chunk ", index, " has a bad length"));
     }
     char* const data = base + pos % 64;

@@ -90,6 +90,13 @@ expect_exit 2 "$ctl" backup decrypt --private-key "$t/k.key" --in "$t/empty" --o
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$t/short.key" 2>/dev/null
 openssl pkey -in "$t/short.key" -pubout -out "$t/short.pub"
 expect_exit 4 "$ctl" backup encrypt --public-key "$t/short.pub" --in "$t/plain" --out "$t/x2"
+# The spec's codes (on b361d6c both were 3): an RSA-2048 key for a v2 file
+# is an unusable key (4); a changed wrapped key, with the key the header
+# names, is an integrity failure (2).
+"$ctl" backup encrypt --public-key "$t/k.pub" --in "$t/plain" --out "$t/v2"
+expect_exit 4 "$ctl" backup decrypt --private-key "$t/short.key" --in "$t/v2" --out "$t/x2"
+cp "$t/v2" "$t/v2w"; printf '\x01' | dd of="$t/v2w" bs=1 seek=200 conv=notrunc status=none
+expect_exit 2 "$ctl" backup decrypt --private-key "$t/k.key" --in "$t/v2w" --out "$t/x2"
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/ec.key" 2>/dev/null
 openssl pkey -in "$t/ec.key" -pubout -out "$t/ec.pub"
 expect_exit 4 "$ctl" backup encrypt --public-key "$t/ec.pub" --in "$t/plain" --out "$t/x2"

@@ -165,6 +165,80 @@ TEST(BackupFormatTest, WrongKeyIsPermissionDenied) {
   }
 }
 
+// The exit codes the spec promises (docs/backup-format.md, "What a reader
+// checks"): on b361d6c a flipped wrapped key was PERMISSION_DENIED (exit 3)
+// and an RSA-2048 key for a v2 file too; the spec says 2 and 4.
+TEST(BackupFormatTest, AChangedWrappedKeyIsAnIntegrityFailureWhenTheNamedKeyIsGiven) {
+  std::string c = Enc(Format::kV2, "secret data");
+  c[44 + 100] ^= 0x01;  // inside the wrapped key
+  std::string back;
+  EXPECT_THAT(Dec(c, &back, {&K().a}), StatusIs(absl::StatusCode::kDataLoss));
+  // Without the key it names, nothing proves a change: no key fits.
+  EXPECT_THAT(Dec(c, &back, {&K().b}), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(back, "");
+}
+
+TEST(BackupFormatTest, OnlyKeysBelow3072BitsIsAnUnusableKey) {
+  // RSA-2048: readable for v1 (pghoard's keys), too short for v2.
+  EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048});
+  ASSERT_NE(k, nullptr);
+  BIO* bio = BIO_new(BIO_s_mem());
+  ASSERT_EQ(PEM_write_bio_PrivateKey(bio, k, nullptr, nullptr, 0, nullptr, nullptr), 1);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  absl::StatusOr<SecureBuffer> pem = SecureBuffer::Create(static_cast<size_t>(n));
+  ASSERT_THAT(pem, IsOk());
+  memcpy(pem->data(), data, static_cast<size_t>(n));
+  BIO_free(bio);
+  EVP_PKEY_free(k);
+  absl::StatusOr<RsaPrivateKey> short_key = RsaPrivateKey::FromPem(*pem);
+  ASSERT_THAT(short_key, IsOk());
+  std::string back;
+  EXPECT_THAT(Dec(Enc(Format::kV2, "secret data"), &back, {&*short_key}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Beside a usable key that does not fit: no key fits.
+  EXPECT_THAT(Dec(Enc(Format::kV2, "secret data"), &back, {&*short_key, &K().b}),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+TEST(BackupFormatTest, ChunkSizeMustBeAMultipleOf16) {
+  StringSource in("data");
+  StringSink out;
+  EXPECT_THAT(Encrypt(Format::kV2, K().a.public_key(), &in, &out, 17),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// One encoding per plaintext: a final chunk of exactly C bytes (what a
+// writer never makes: it ends such input with an empty final chunk) is
+// refused. Built by hand from a 32-byte plaintext with C = 16: chunks
+// 16 (not final), 16 (not final), 0 (final) -> drop the empty final chunk
+// and mark the second one final, with its tag recomputed.
+TEST(BackupFormatTest, AFinalChunkOfExactlyCBytesIsRefused) {
+  const std::string plain(32, 'p');
+  const std::string c = Enc(Format::kV2, plain, 16);
+  const size_t header = 44 + 384 + 32;
+  const size_t chunk = 4 + 16 + 32;
+  ASSERT_EQ(c.size(), header + 2 * chunk + 4 + 32);
+  // The file secret, to recompute the tag.
+  const std::string wrapped = c.substr(44, 384);
+  absl::StatusOr<SecureBuffer> secret = OaepUnwrap(K().a, "SHA256", wrapped);
+  ASSERT_THAT(secret, IsOk());
+  const std::string mac_key(secret->view().substr(48, 64));
+  std::string forged = c.substr(0, header + 2 * chunk);
+  const size_t second = header + chunk;
+  forged[second] = static_cast<char>(static_cast<uint8_t>(forged[second]) | 0x80);
+  std::string msg = c.substr(44 + 384, 32);  // header tag
+  msg += std::string("\0\0\0\0\0\0\0\1", 8);
+  msg += forged.substr(second, 4 + 16);
+  unsigned char tag[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), mac_key.data(), static_cast<int>(mac_key.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), tag, &len);
+  forged.replace(second + 4 + 16, 32, reinterpret_cast<const char*>(tag), 32);
+  std::string back;
+  EXPECT_THAT(Dec(forged, &back), StatusIs(absl::StatusCode::kDataLoss));
+}
+
 // Every single-bit flip anywhere is refused; v2 never releases a byte of a
 // chunk it could not authenticate.
 TEST(BackupFormatTest, EveryBitFlipIsRefused) {
