@@ -91,6 +91,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
 
   // Journaled: from here on the command has an outcome, whatever happens.
   absl::StatusOr<CommandResult> applied;
+  const absl::Time apply_start = clock_->Now();
   if (handler == handlers_.end()) {
     applied = Reject(absl::StatusCode::kUnimplemented, reason::kApplyFailed,
                      absl::StrCat("no handler for '", verified->command_type, "'"));
@@ -103,6 +104,10 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
     applied->set_command_id(verified->command.command_id());
     applied->set_sequence(verified->command.sequence());
     *applied->mutable_applied_at() = o.time();
+    if (clock_->Now() > apply_start) {
+      applied->set_apply_duration_ms(
+          static_cast<uint64_t>(absl::ToInt64Milliseconds(clock_->Now() - apply_start)));
+    }
     o.set_result(applied->SerializeAsString());
   } else {
     std::string why = ReasonOf(applied.status());

@@ -19,9 +19,11 @@ using testing::Rejected;
 // Counts applications: the observable "state" of these tests.
 class CountingHandler final : public CommandHandler {
  public:
-  explicit CountingHandler(int* count) : count_(count) {}
+  explicit CountingHandler(int* count, platform::FakeClock* clock = nullptr)
+      : count_(count), clock_(clock) {}
   absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& c) override {
     ++*count_;
+    if (c.command.ping().note() == "slow" && clock_ != nullptr) clock_->Advance(absl::Milliseconds(250));
     if (c.command.ping().note() == "fail") return absl::InternalError("ping: told to fail");
     nodeward::v1::CommandResult r;
     r.mutable_ping()->set_note(c.command.ping().note());
@@ -30,6 +32,7 @@ class CountingHandler final : public CommandHandler {
 
  private:
   int* count_;
+  platform::FakeClock* clock_;
 };
 
 class ProcessorTest : public ::testing::Test {
@@ -41,7 +44,7 @@ class ProcessorTest : public ::testing::Test {
     ledger_ = CommandLedger::Open(&fs_, LedgerOptions{"/state"}, clock_.Now());
     audit_ = AuditLog::Open(&audit_fs_, "/state/audit.jsonl").value();
     HandlerMap h;
-    h["ping"] = std::make_unique<CountingHandler>(&applied_);
+    h["ping"] = std::make_unique<CountingHandler>(&applied_, &clock_);
     processor_ = std::make_unique<CommandProcessor>(&clock_, f_.Identity(), VerifierLimits{},
                                                     f_.TrustStoreFor(), ledger_.get(),
                                                     audit_.get(), std::move(h));
@@ -75,6 +78,24 @@ TEST_F(ProcessorTest, AppliesPingOnceAndRecordsIt) {
   auto chain = VerifyAuditChain(audit_fs_.Content("/state/audit.jsonl"));
   ASSERT_THAT(chain, IsOk());
   EXPECT_EQ(chain->records, 1u);
+}
+
+// The result says how long the apply took (the agent's clock), and a replay
+// returns the original's duration; the audit record (and so the journal
+// entry) carries the whole receipt-to-outcome time.
+TEST_F(ProcessorTest, ResultAndAuditCarryTheDuration) {
+  nodeward::v1::Command c = f_.Ping(1, clock_.Now());
+  c.mutable_ping()->set_note("slow");
+  const std::string envelope = f_.Sign(c);
+  auto r = processor_->Execute(envelope, "test-peer");
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->apply_duration_ms(), 250u);
+  auto again = processor_->Execute(envelope, "test-peer");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(again->replayed());
+  EXPECT_EQ(again->apply_duration_ms(), 250u);
+  const std::string audit = audit_fs_.Content("/state/audit.jsonl");
+  EXPECT_NE(audit.find("\"duration_ms\":\"250\""), std::string::npos) << audit;
 }
 
 // Cases 3 and 4: the replay returns the recorded outcome and applies nothing,
