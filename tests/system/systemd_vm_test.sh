@@ -263,6 +263,8 @@ vm 'cat /run/canary > /srv/nodeward/pg/canary && cat /run/canary > /srv/nodeward
 before="$(agent_prop NRestarts)"
 vm systemctl kill --signal=KILL nodeward-agent.service >/dev/null || true
 check "kill -9: restarted by systemd, READY" wait_ready $((before + 1)) 60
+check "nodewardctl status (text) lists the volumes" \
+  bash -c "python3 $qga $work/qga.sock nodewardctl status | grep -E '^  pg-(data|wal)  ACTIVE' | wc -l | grep -qx 2"
 check "after the restart both volumes ACTIVE" bash -c "[ \"\$(python3 $qga $work/qga.sock nodewardctl status --json | grep -c '\"state\": \"ACTIVE\"')\" -ge 2 ]"
 
 before="$(agent_prop NRestarts)"

@@ -269,6 +269,24 @@ int Status(const Args& a) {
               << "\n";
     if (!r.firewall_error().empty()) std::cout << "  error:        " << r.firewall_error() << "\n";
   }
+  // Volumes and the wipe: what `--json` had and the text left out.
+  std::cout << "volumes:        " << (r.volumes().empty() ? std::string("none") : absl::StrCat(r.volumes_size()))
+            << "\n";
+  for (const auto& v : r.volumes()) {
+    std::cout << "  " << v.volume_id() << "  "
+              << nodeward::v1::VolumeStatus::State_Name(v.state()) << "  " << v.device() << " -> "
+              << (v.device_path().empty() ? "?" : v.device_path()) << "  /dev/mapper/"
+              << v.mapper_name() << "  " << v.filesystem() << " on " << v.mount_point();
+    if (v.size_bytes() != 0) {
+      std::cout << "  " << v.used_bytes() / (1 << 20) << " of " << v.size_bytes() / (1 << 20)
+                << " MiB used";
+    }
+    if (!v.cipher().empty()) std::cout << "  " << v.cipher() << "/" << v.key_bits();
+    std::cout << "\n";
+    if (!v.reason().empty()) std::cout << "    " << v.reason() << "\n";
+  }
+  std::cout << "wipe:           " << (r.wipe().empty() ? std::string("not requested") : r.wipe())
+            << "\n";
   std::cout
             << "trusted keys:   " << r.trusted_keys() << " (loaded "
             << FormatTime(r.trust_loaded_at()) << ")\n";
