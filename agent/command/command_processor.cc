@@ -31,7 +31,20 @@ CommandProcessor::CommandProcessor(platform::Clock* clock, NodeIdentity identity
       ledger_(ledger),
       audit_(audit),
       handlers_(std::move(handlers)),
-      trust_(std::move(trust)) {}
+      trust_(std::move(trust)) {
+  // Counters and the recent list continue from the audit file: a restart
+  // does not make "1 applied" out of a node at sequence 10.
+  if (audit_ != nullptr) {
+    const AuditHistory& h = audit_->history();
+    absl::MutexLock lock(&mu_);
+    applied_ = h.applied;
+    rejected_ = h.rejected;
+    replayed_ = h.replayed;
+    for (const auto& rc : h.recent) {
+      if (recent_.size() < kRecentCommands) recent_.push_back(rc);
+    }
+  }
+}
 
 absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelope_bytes,
                                                         const std::string& peer) {

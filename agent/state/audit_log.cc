@@ -92,6 +92,21 @@ AuditPrefix VerifyAuditPrefix(absl::string_view content) {
     }
     out.last_hash = r.hash();
     ++out.records;
+    if (r.event().empty() && !r.decision().empty()) {
+      AuditHistory& h = out.history;
+      if (r.decision() == "applied") ++h.applied;
+      else if (r.decision() == "replayed") ++h.replayed;
+      else ++h.rejected;
+      nodeward::v1::RecentCommand rc;
+      rc.set_command_id(r.command_id());
+      rc.set_sequence(r.sequence());
+      rc.set_command_type(r.command_type());
+      rc.set_decision(r.decision());
+      rc.set_reason(r.reason());
+      *rc.mutable_time() = r.time();
+      h.recent.insert(h.recent.begin(), std::move(rc));
+      if (h.recent.size() > AuditHistory::kRecentLimit) h.recent.pop_back();
+    }
     at = nl + 1;
     out.valid_bytes = at;
   }
@@ -116,6 +131,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* f
   }
   ASSIGN_OR_RETURN(platform::AppendableFilePtr file, fs->OpenForAppend(path, 0600));
   std::unique_ptr<AuditLog> log(new AuditLog(std::move(file), prefix.records, prefix.last_hash));
+  log->history_ = std::move(prefix.history);
   if (content.ok() && !prefix.error.ok()) {
     // Cut like the journal's torn tail, durably, and say so in the chain.
     const absl::string_view cut = absl::string_view(*content).substr(prefix.valid_bytes);

@@ -22,6 +22,18 @@ std::string AuditRecordHash(const nodeward::v1::AuditRecord& record);
 // concurrent appenders share a sync; docs/state.md), so a command's audit
 // line is durable before its outcome is returned.
 // Thread-safe: the chain order is the order of Append calls.
+// What the audit file says about commands before this start: the counters
+// and recent-commands list of status and health continue from it instead of
+// starting at zero. Early refusals beyond the per-minute audit budget are
+// only in summary events and not counted.
+struct AuditHistory {
+  uint64_t applied = 0;
+  uint64_t rejected = 0;  // rejected and failed
+  uint64_t replayed = 0;
+  std::vector<nodeward::v1::RecentCommand> recent;  // newest first, at most kRecentLimit
+  static constexpr size_t kRecentLimit = 20;
+};
+
 class AuditLog {
  public:
   // Opens `path`, verifies the existing chain and continues it. A torn or
@@ -43,6 +55,8 @@ class AuditLog {
   }
   // What Open cut from the tail ("" if nothing).
   const std::string& cut_tail() const { return cut_tail_; }
+  // The commands in the file as Open found it.
+  const AuditHistory& history() const { return history_; }
 
  private:
   AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash);
@@ -57,6 +71,7 @@ class AuditLog {
   uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;    // of those, known durable
   absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one fdatasync at a time
   std::string cut_tail_;
+  AuditHistory history_;
 };
 
 struct AuditSummary {
@@ -79,6 +94,7 @@ struct AuditPrefix {
   size_t valid_bytes = 0;
   absl::Status error;
   bool torn_tail = false;
+  AuditHistory history;  // of the valid prefix
 };
 AuditPrefix VerifyAuditPrefix(absl::string_view content);
 

@@ -214,9 +214,13 @@ TEST_F(AgentE2eTest, ExactReplayAfterRestartAppliesNothing) {
   EXPECT_EQ(again.result.applied_at().nanos(), first.result.applied_at().nanos());
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
-  EXPECT_EQ(st->commands_applied(), 0u);
+  // Counters continue from the audit file: the first apply is still counted.
+  EXPECT_EQ(st->commands_applied(), 1u);
   EXPECT_EQ(st->commands_replayed(), 1u);
   EXPECT_EQ(st->high_water_mark(), 1u);
+  ASSERT_EQ(st->recent_commands_size(), 2);
+  EXPECT_EQ(st->recent_commands(0).decision(), "replayed");
+  EXPECT_EQ(st->recent_commands(1).decision(), "applied");
 }
 
 // Case 48: journal writes fail (a file-size limit stands in for a full disk,
@@ -234,7 +238,7 @@ TEST_F(AgentE2eTest, JournalWriteFailureRefusesBeforeApply) {
   ASSERT_THAT(st, IsOk());
   EXPECT_EQ(st->state(), "DEGRADED");
   EXPECT_EQ(st->high_water_mark(), 1u);
-  EXPECT_EQ(st->commands_applied(), 0u);
+  EXPECT_EQ(st->commands_applied(), 1u);  // the Ping before the restart
   ASSERT_GT(st->degraded_reasons_size(), 0);
   EXPECT_TRUE(absl::StrContains(st->degraded_reasons(0), "STATE_UNAVAILABLE"));
   // Still serving reads and refusing commands; a restart with room recovers.
