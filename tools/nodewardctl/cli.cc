@@ -47,6 +47,12 @@ class Builder {
     app_->add_option(name, store_.words, help)->required()->expected(1);
     return *this;
   }
+  // --in and --out of a filter (stdin and stdout by default).
+  Builder& InOut() {
+    Opt("in", "input file (default stdin)");
+    Opt("out", "output file (default stdout)");
+    return *this;
+  }
   Builder& Target() {
     Opt("target", "the agent, HOST:PORT", true);
     Opt("ca", "CA bundle that issued the agent's certificate (PEM)", true);
@@ -112,14 +118,12 @@ std::variant<Args, int> ParseCommandLine(int argc, char** argv) {
   (void)benc;
   be->Opt("public-key", "the service's RSA-3072 public key (PEM)", true)
       .Opt("format", "v2 (default) or v1 (pghoard's pghoa1)")
-      .Opt("in", "input file (default stdin)")
-      .Opt("out", "output file (default stdout)")
+      .InOut()
       .Opt("chunk-size", "plaintext bytes per authenticated chunk (v2)");
   auto [bdec, bd] = sub(backup, "decrypt", "decrypt and verify; nothing is left at --out on failure");
   (void)bdec;
   bd->Repeated("private-key", "a private key to try (PEM); repeat for several", true)
-      .Opt("in", "input file (default stdin)")
-      .Opt("out", "output file (default stdout)")
+      .InOut()
       .Flag("accept-empty", "accept a backup of zero bytes")
       .Flag("quiet", "print nothing on success");
   auto [binsp, bi] = sub(backup, "inspect", "print a backup's header without decrypting");
