@@ -1,9 +1,10 @@
 // The wipe side of VolumeManager (threats.md 16, 27-29): each volume's file
 // system stopped, its mapping (and with it the key) removed, its LUKS header
 // overwritten and the result verified; one journal entry per volume.
+#include "agent/volume/volume_manager.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "agent/volume/volume_manager.h"
 
 namespace nodeward::volume {
 
