@@ -9,141 +9,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/common/crypto.h"
+#include "agent/backup/format_internal.h"
 #include "agent/backup/worker.h"
 #include "agent/common/status_macros.h"
 
 namespace nodeward::backup {
-namespace {
+namespace internal {
 
-constexpr absl::string_view kMagicV1 = "pghoa1";
-constexpr absl::string_view kMagicV2 = "NWBK";
-constexpr uint8_t kVersion2 = 2;
-constexpr size_t kTag = 32;
-// v2 fixed header before the wrapped key: magic, version, flags,
-// wrapped length, key id, chunk size.
-constexpr size_t kV2Fixed = 4 + 1 + 1 + 2 + 32 + 4;
-constexpr size_t kV2Secret = 32 + 16 + 64;
-constexpr size_t kV1Secret = 16 + 16 + 32;
-constexpr uint32_t kFinalBit = 0x80000000u;
-constexpr size_t kV1Block = 1 << 20;
-
-void PutU16(std::string* s, uint16_t v) {
-  s->push_back(static_cast<char>(v >> 8));
-  s->push_back(static_cast<char>(v & 0xff));
-}
-void PutU32(std::string* s, uint32_t v) {
-  for (int i = 3; i >= 0; --i) s->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void PutU64(std::string* s, uint64_t v) {
-  for (int i = 7; i >= 0; --i) s->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint32_t GetU32(const char* p) {
-  return (static_cast<uint32_t>(static_cast<uint8_t>(p[0])) << 24) |
-         (static_cast<uint32_t>(static_cast<uint8_t>(p[1])) << 16) |
-         (static_cast<uint32_t>(static_cast<uint8_t>(p[2])) << 8) |
-         static_cast<uint32_t>(static_cast<uint8_t>(p[3]));
-}
-uint16_t GetU16(const char* p) {
-  return static_cast<uint16_t>((static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]));
-}
-
-absl::Status Corrupt(absl::string_view what) {
-  return absl::DataLossError(absl::StrCat("backup integrity check failed: ", what));
-}
-
-// Reads exactly `n` bytes unless the input ends first; returns how many.
-absl::StatusOr<size_t> ReadFull(ByteSource* in, char* buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ASSIGN_OR_RETURN(size_t r, in->Read(buf + got, n - got));
-    if (r == 0) break;
-    got += r;
-  }
-  return got;
-}
-
-// AES-CTR over the whole file: the 16-byte IV is the full initial counter
-// block, incremented as one 128-bit big-endian integer (OpenSSL semantics).
-class Ctr {
- public:
-  Ctr(absl::string_view key, absl::string_view iv) : ctx_(EVP_CIPHER_CTX_new()) {
-    const EVP_CIPHER* c = key.size() == 32 ? EVP_aes_256_ctr() : EVP_aes_128_ctr();
-    ok_ = ctx_ != nullptr &&
-          EVP_CipherInit_ex(ctx_, c, nullptr, reinterpret_cast<const unsigned char*>(key.data()),
-                            reinterpret_cast<const unsigned char*>(iv.data()), 1) == 1;
-  }
-  ~Ctr() { EVP_CIPHER_CTX_free(ctx_); }
-  bool ok() const { return ok_; }
-  // In place.
-  bool Apply(char* data, size_t n) { return ApplyTo(data, data, n); }
-  bool ApplyTo(const char* in, char* out, size_t n) {
-    int outl = 0;
-    return n == 0 || EVP_CipherUpdate(ctx_, reinterpret_cast<unsigned char*>(out), &outl,
-                                      reinterpret_cast<const unsigned char*>(in),
-                                      static_cast<int>(n)) == 1;
-  }
-
- private:
-  EVP_CIPHER_CTX* ctx_;
-  bool ok_ = false;
-};
-
-class Hmac {
- public:
-  explicit Hmac(absl::string_view key) {
-    mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-    ctx_ = mac_ == nullptr ? nullptr : EVP_MAC_CTX_new(mac_);
-    char digest[] = "SHA256";
-    params_[0] = OSSL_PARAM_construct_utf8_string("digest", digest, 0);
-    params_[1] = OSSL_PARAM_construct_end();
-    ok_ = ctx_ != nullptr &&
-          EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-                       params_) == 1;
-  }
-  ~Hmac() {
-    EVP_MAC_CTX_free(ctx_);
-    EVP_MAC_free(mac_);
-  }
-  bool ok() const { return ok_; }
-  // Starts a new MAC with the same key.
-  bool Restart() { return EVP_MAC_init(ctx_, nullptr, 0, nullptr) == 1; }
-  bool Update(absl::string_view d) {
-    return EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(d.data()), d.size()) == 1;
-  }
-  std::string Final() {
-    unsigned char out[kTag];
-    size_t len = 0;
-    if (EVP_MAC_final(ctx_, out, &len, sizeof(out)) != 1) return std::string();
-    return std::string(reinterpret_cast<char*>(out), len);
-  }
-
- private:
-  EVP_MAC* mac_ = nullptr;
-  EVP_MAC_CTX* ctx_ = nullptr;
-  OSSL_PARAM params_[2];
-  bool ok_ = false;
-};
-
-bool TagEqual(absl::string_view a, absl::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-absl::Status CryptoFailed(absl::string_view what) {
-  return absl::InternalError(absl::StrCat(what, ": OpenSSL failed"));
-}
-
-// ---- v2 ----
-
-bool V2ChunkTagStart(Hmac* mac, absl::string_view header_tag, uint64_t index, uint32_t info) {
-  std::string prefix(header_tag);
-  PutU64(&prefix, index);
-  PutU32(&prefix, info);
-  return mac->Restart() && mac->Update(prefix);
-}
-
-// The cipher and the MAC take a chunk in pieces this size, so the MAC reads
-// what AES just wrote while it is still in L1/L2 instead of streaming the whole
-// chunk through memory twice (the chunk is larger than this CPU's 1 MiB L2).
 constexpr size_t kPiece = 128 << 10;
 
 absl::Status EncryptV2(absl::string_view aes_key, absl::string_view iv, absl::string_view mac_key,
@@ -397,96 +269,6 @@ absl::Status DecryptV2(const std::vector<const RsaPrivateKey*>& keys, absl::stri
 
 // ---- v1 ("pghoa1") ----
 
-absl::Status EncryptV1(absl::string_view aes_key, absl::string_view iv, absl::string_view mac_key,
-                       absl::string_view wrapped, ByteSource* in, ByteSink* out) {
-  Hmac mac(mac_key);
-  Ctr ctr(aes_key, iv);
-  if (!mac.ok() || !ctr.ok()) return CryptoFailed("encrypt backup");
-  std::string buf(kV1Block, '\0');
-  bool started = false;
-  while (true) {
-    ASSIGN_OR_RETURN(size_t n, ReadFull(in, buf.data(), buf.size()));
-    if (n == 0) break;
-    if (!started) {
-      // rohmu writes the header with the first data: empty input, empty file.
-      std::string header(kMagicV1);
-      PutU16(&header, static_cast<uint16_t>(wrapped.size()));
-      header.append(wrapped.data(), wrapped.size());
-      RETURN_IF_ERROR(out->Write(header));
-      started = true;
-    }
-    if (!ctr.Apply(buf.data(), n) || !mac.Update(absl::string_view(buf.data(), n))) {
-      return CryptoFailed("encrypt backup");
-    }
-    RETURN_IF_ERROR(out->Write(absl::string_view(buf.data(), n)));
-    if (n < buf.size()) break;
-  }
-  OPENSSL_cleanse(buf.data(), buf.size());
-  if (started) RETURN_IF_ERROR(out->Write(mac.Final()));
-  return absl::OkStatus();
-}
-
-absl::Status DecryptV1(const std::vector<const RsaPrivateKey*>& keys, absl::string_view magic,
-                       ByteSource* in, ByteSink* out, DecryptInfo* info) {
-  char head[8];
-  std::memcpy(head, magic.data(), magic.size());
-  ASSIGN_OR_RETURN(size_t got, ReadFull(in, head + magic.size(), 8 - magic.size()));
-  if (got != 8 - magic.size()) return Corrupt("truncated in the header");
-  const size_t wrapped_len = GetU16(head + 6);
-  if (wrapped_len < 128 || wrapped_len > 1024) {
-    return Corrupt(absl::StrCat("wrapped key length ", wrapped_len, " out of range"));
-  }
-  std::string wrapped(wrapped_len, '\0');
-  ASSIGN_OR_RETURN(got, ReadFull(in, wrapped.data(), wrapped_len));
-  if (got != wrapped_len) return Corrupt("truncated in the wrapped key");
-  // v1 files do not name their key: try every key of the right size.
-  absl::StatusOr<SecureBuffer> secret = absl::PermissionDeniedError("");
-  const RsaPrivateKey* used = nullptr;
-  for (const auto* k : keys) {
-    if (k->public_key().size() != static_cast<int>(wrapped_len)) continue;
-    secret = OaepUnwrap(*k, "SHA1", wrapped);
-    if (secret.ok()) {
-      used = k;
-      break;
-    }
-  }
-  if (used == nullptr) {
-    return absl::PermissionDeniedError("no given private key opens this pghoa1 backup");
-  }
-  if (secret->size() != kV1Secret) return Corrupt("unwrapped file key has the wrong size");
-  const absl::string_view s = secret->view();
-  Hmac mac(s.substr(32, 32));
-  Ctr ctr(s.substr(0, 16), s.substr(16, 16));
-  if (!mac.ok() || !ctr.ok()) return CryptoFailed("decrypt backup");
-  if (info != nullptr) {
-    info->format = Format::kV1;
-    info->key_id_hex = used->public_key().key_id_hex();
-  }
-  // The tag is the last 32 bytes: hold back 32 bytes until the input ends.
-  std::string buf(kV1Block + kTag, '\0');
-  size_t held = 0;
-  while (true) {
-    ASSIGN_OR_RETURN(size_t n, ReadFull(in, buf.data() + held, kV1Block));
-    held += n;
-    if (held > kTag) {
-      const size_t body = held - kTag;
-      if (!mac.Update(absl::string_view(buf.data(), body)) || !ctr.Apply(buf.data(), body)) {
-        return CryptoFailed("decrypt backup");
-      }
-      RETURN_IF_ERROR(out->Write(absl::string_view(buf.data(), body)));
-      std::memmove(buf.data(), buf.data() + body, kTag);
-      held = kTag;
-    }
-    if (n < kV1Block) break;
-  }
-  if (held < kTag) return Corrupt("truncated: the file ends before its tag");
-  if (!TagEqual(mac.Final(), absl::string_view(buf.data(), kTag))) {
-    return Corrupt("tag mismatch (modified, truncated or appended data)");
-  }
-  OPENSSL_cleanse(buf.data(), buf.size());
-  return absl::OkStatus();
-}
-
 absl::StatusOr<SecureBuffer> Random(size_t n) {
   ASSIGN_OR_RETURN(SecureBuffer b, SecureBuffer::Create(n));
   if (RAND_priv_bytes(b.data(), static_cast<int>(n)) != 1) {
@@ -495,7 +277,9 @@ absl::StatusOr<SecureBuffer> Random(size_t n) {
   return b;
 }
 
-}  // namespace
+}  // namespace internal
+
+using namespace internal;  // NOLINT(build/namespaces): this file's own pieces
 
 absl::StatusOr<Format> DetectFormat(absl::string_view prefix) {
   if (prefix.substr(0, kMagicV2.size()) == kMagicV2) return Format::kV2;
