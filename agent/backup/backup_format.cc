@@ -279,7 +279,20 @@ absl::StatusOr<SecureBuffer> Random(size_t n) {
 
 }  // namespace internal
 
-using namespace internal;  // NOLINT(build/namespaces): this file's own pieces
+using internal::Corrupt;
+using internal::DecryptV1;
+using internal::DecryptV2;
+using internal::EncryptV1;
+using internal::EncryptV2;
+using internal::GetU16;
+using internal::GetU32;
+using internal::kMagicV1;
+using internal::kMagicV2;
+using internal::kV1Secret;
+using internal::kV2Fixed;
+using internal::kV2Secret;
+using internal::Random;
+using internal::ReadFull;
 
 absl::StatusOr<Format> DetectFormat(absl::string_view prefix) {
   if (prefix.substr(0, kMagicV2.size()) == kMagicV2) return Format::kV2;
