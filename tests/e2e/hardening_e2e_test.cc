@@ -232,6 +232,7 @@ TEST(HardeningE2eTest, EnvelopeBombIsRefusedByTheCheapChecks) {
   // Warm up: a real command, so what follows measures only the bombs.
   ASSERT_THAT(ExecuteCommand(channels[0].get(), agent.Ping(1), absl::Seconds(10)).status, IsOk());
 
+  int total_by_scan = 0;
   for (int round : {1, 16}) {
     const long rss_before = StatusKb(agent.pid(), "VmRSS");
     ResetPeakRss(agent.pid());
@@ -258,7 +259,7 @@ TEST(HardeningE2eTest, EnvelopeBombIsRefusedByTheCheapChecks) {
         std::cout << "  refused by the transport: " << status.error_message() << std::endl;
       }
     }
-    EXPECT_GE(by_scan, 1);
+    total_by_scan += by_scan;
     std::cout << round << " x 64 MiB empty-signature envelopes: peak RSS growth "
               << (peak - rss_before) / 1024 << " MB, CPU " << cpu << " s" << std::endl;
     // The bounds are the release build's: ASan keeps freed memory in its
@@ -268,6 +269,20 @@ TEST(HardeningE2eTest, EnvelopeBombIsRefusedByTheCheapChecks) {
       EXPECT_LT(cpu, 1.0 * round) << round << " at once";
     }
   }
+  // At least one bomb must reach the cheap checks. The transport may refuse
+  // any of them first while gRPC's buffer quota is still held by an earlier
+  // one (seen under ASan with other tests beside it: even the single one of
+  // round 1 was refused with RST_STREAM 11), so single sends until one does.
+  for (int i = 0; total_by_scan == 0 && i < 8; ++i) {
+    const auto [status, why] = RawExecute(channels[i % channels.size()], request);
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      EXPECT_EQ(why, reason::kTooManySignatures);
+      ++total_by_scan;
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    }
+  }
+  EXPECT_GE(total_by_scan, 1);
   // And the agent still serves.
   EXPECT_THAT(ExecuteCommand(channels[1].get(), agent.Ping(2), absl::Seconds(10)).status, IsOk());
 }
