@@ -13,7 +13,9 @@
 #include "agent/command/ping_handler.h"
 #include "agent/common/logging.h"
 #include "agent/common/proto_util.h"
+#include "agent/common/reason.h"
 #include "agent/common/status_macros.h"
+#include "agent/common/time_util.h"
 #include "agent/server/tls.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -42,13 +44,19 @@ class DisabledHandler final : public CommandHandler {
  public:
   explicit DisabledHandler(std::string why) : why_(std::move(why)) {}
   absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand&) override {
-    return absl::FailedPreconditionError(why_);
+    return WithReason(absl::FailedPreconditionError(why_), reason::kCapabilityDisabled);
   }
   bool ChangesState() const override { return false; }
 
  private:
   std::string why_;
 };
+nodeward::v1::Condition Problem(nodeward::v1::Condition::Type type, absl::string_view message) {
+  nodeward::v1::Condition c;
+  c.set_type(type);
+  c.set_message(std::string(message));
+  return c;
+}
 }  // namespace
 
 AgentApp::AgentApp(AgentDeps deps, std::string config_path)
@@ -57,7 +65,8 @@ AgentApp::AgentApp(AgentDeps deps, std::string config_path)
   info_.version = NODEWARD_VERSION;
   info_.started_at = deps_.clock->Now();
   if (!deps_.memory_lock_problem.empty()) {
-    info_.startup_problems.push_back("MEMORY_NOT_LOCKED: " + deps_.memory_lock_problem);
+    info_.startup_conditions.push_back(
+        Problem(nodeward::v1::Condition::MEMORY_NOT_LOCKED, deps_.memory_lock_problem));
   }
 }
 
@@ -98,6 +107,7 @@ absl::Status AgentApp::Start() {
 
 absl::Status AgentApp::LoadConfigStep() {
   ASSIGN_OR_RETURN(config_, LoadConfig(deps_.fs.get(), config_path_));
+  health_policy_ = ToHealthPolicy(config_.health(), config_.firewall().readback_interval_seconds());
   absl::MutexLock lock(&mu_);
   info_.node_id = config_.node_id();
   return absl::OkStatus();
@@ -118,8 +128,8 @@ absl::Status AgentApp::LoadSigningKeyStep() {
     // issue a receipt until the key is back, and health says why.
     NW_LOG_ERROR("signing key unusable: ", key.status().message());
     absl::MutexLock lock(&mu_);
-    info_.startup_problems.push_back(
-        absl::StrCat("SIGNING_KEY_UNAVAILABLE: ", key.status().message()));
+    info_.startup_conditions.push_back(Problem(nodeward::v1::Condition::SIGNING_KEY_UNAVAILABLE,
+                                               key.status().message()));
     return absl::OkStatus();
   }
   signing_key_ = std::make_unique<Ed25519PrivateKey>(std::move(key).value());
@@ -160,7 +170,7 @@ absl::Status AgentApp::OpenAuditStep() {
   if (!audit.ok()) {
     NW_LOG_ERROR("audit log unusable: ", audit.status().message());
     absl::MutexLock lock(&mu_);
-    info_.startup_problems.push_back(absl::StrCat("AUDIT_UNAVAILABLE: ", audit.status().message()));
+    info_.startup_conditions.push_back(Problem(nodeward::v1::Condition::AUDIT_UNAVAILABLE, audit.status().message()));
     return absl::OkStatus();
   }
   audit_ = std::move(audit).value();
@@ -263,7 +273,7 @@ absl::Status AgentApp::RestoreFirewallStep() {
   if (absl::IsDataLoss(s)) {
     NW_LOG_ERROR(s.message());
     absl::MutexLock lock(&mu_);
-    info_.startup_problems.push_back(absl::StrCat("FIREWALL_STATE_LOST: ", s.message()));
+    info_.startup_conditions.push_back(Problem(nodeward::v1::Condition::FIREWALL_STATE_LOST, s.message()));
     s = absl::OkStatus();
   }
   if (!s.ok()) return s;
@@ -278,7 +288,7 @@ absl::Status AgentApp::RestoreVolumesStep() {
   if (absl::IsDataLoss(s)) {
     NW_LOG_ERROR(s.message());
     absl::MutexLock lock(&mu_);
-    info_.startup_problems.push_back(absl::StrCat("VOLUME_RECORDS_LOST: ", s.message()));
+    info_.startup_conditions.push_back(Problem(nodeward::v1::Condition::VOLUME_RECORDS_LOST, s.message()));
     return absl::OkStatus();
   }
   if (!s.ok()) return s;
@@ -297,7 +307,7 @@ absl::Status AgentApp::RestoreWipeStep() {
     NW_LOG_ERROR(s.message());
     if (absl::IsDataLoss(s)) {
       absl::MutexLock lock(&mu_);
-      info_.startup_problems.push_back(absl::StrCat("WIPE_RECORD_LOST: ", s.message()));
+      info_.startup_conditions.push_back(Problem(nodeward::v1::Condition::WIPE_RECORD_LOST, s.message()));
     }
   }
   wipe::WipeHandler::Summary w = wipe_->Describe();
@@ -360,7 +370,7 @@ absl::Status AgentApp::StartGrpcStep() {
   executor_ = std::make_unique<CommandExecutor>(kCommandThreads, kCommandQueue);
   service_ = std::make_unique<NodeAgentService>(
       processor_.get(), executor_.get(), &publisher_,
-      [this] { return BuildHealthReport(Info(), processor_->Stats(), deps_.clock->Now()); },
+      [this] { return Health(); },
       std::vector<std::string>(config_.tls().allowed_client_sans().begin(),
                                config_.tls().allowed_client_sans().end()),
       ToVerifierLimits(config_.limits()), config_.limits().max_queued_bytes());
@@ -403,8 +413,9 @@ absl::Status AgentApp::StartGrpcStep() {
 absl::Status AgentApp::NotifyReadyStep() {
   std::string addr = listen_address();
   AgentInfo info = Info();
-  auto report = BuildHealthReport(info, processor_->Stats(), deps_.clock->Now());
+  auto report = Health();
   std::string state = nodeward::v1::HealthReport::State_Name(report.state());
+  UpdateGrpcHealth();
   deps_.notifier->Notify(absl::StrCat("READY=1\nSTATUS=", state, " listening on ", addr));
   NW_LOG_INFO("nodeward-agent ", NODEWARD_VERSION, " serving on ", addr, " as node ",
               identity_.node_id, " (", state, ")");
@@ -501,6 +512,7 @@ void AgentApp::Tick() {
     }
   }
   processor_->FlushRefusalSummary();
+  UpdateGrpcHealth();
   if (++ticks_ % 10 == 0) publisher_.Publish();
 }
 
@@ -512,6 +524,7 @@ void AgentApp::Stop() {
   stop_watch_ = true;
   if (firewall_watcher_.joinable()) firewall_watcher_.join();
   if (processor_) processor_->Drain();
+  if (processor_) UpdateGrpcHealth();  // draining: NOT_SERVING before the port closes
   publisher_.Close();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (executor_) executor_->Stop();
@@ -540,16 +553,80 @@ AgentInfo AgentApp::Info() const {
     info.volumes_enabled = true;
     info.volumes = volumes_->Statuses();
   }
+  if (volumes_ != nullptr) {
+    const google::protobuf::Timestamp looked = ToTimestamp(deps_.clock->Now());
+    for (auto& v : info.volumes) *v.mutable_verified_at() = looked;
+  }
   if (wipe_ != nullptr) {
     wipe::WipeHandler::Summary w = wipe_->Describe();
     info.wipe = w.text;
     info.wipe_incomplete = w.incomplete;
   }
+  info.health_streams = static_cast<uint32_t>(publisher_.subscribers());
+  SampleHost(&info);
   return info;
 }
 
+void AgentApp::SampleHost(AgentInfo* info) const {
+  if (deps_.host == nullptr) return;
+  nodeward::v1::HostHealth& h = info->host;
+  absl::StatusOr<platform::HostSample> s = deps_.host->Sample();
+  if (!s.ok()) {
+    info->host_error = std::string(s.status().message());
+    return;
+  }
+  *h.mutable_sampled_at() = ToTimestamp(deps_.clock->Now());
+  h.set_uptime_seconds(s->uptime_seconds);
+  h.set_load1(s->load[0]);
+  h.set_load5(s->load[1]);
+  h.set_load15(s->load[2]);
+  h.set_cpus(s->cpus);
+  h.set_memory_total_bytes(s->memory_total_bytes);
+  h.set_memory_available_bytes(s->memory_available_bytes);
+  h.set_clock_synchronised(s->clock_known && s->clock_synchronised);
+  h.set_clock_max_error_us(s->clock_max_error_us);
+  h.set_clock_estimated_error_us(s->clock_estimated_error_us);
+  if (!s->clock_known) info->host_error = s->clock_error;
+  std::vector<std::pair<std::string, std::string>> paths = {{config_.state_dir(), "state_dir"}};
+  for (const auto& v : info->volumes) {
+    if (v.state() == nodeward::v1::VolumeStatus::ACTIVE && !v.mount_point().empty()) {
+      paths.emplace_back(v.mount_point(), "volume:" + v.volume_id());
+    }
+  }
+  for (const auto& [path, role] : paths) {
+    absl::StatusOr<platform::DiskSample> d = deps_.host->Disk(path);
+    if (!d.ok()) {
+      info->host_error = std::string(d.status().message());
+      continue;
+    }
+    nodeward::v1::DiskSpace* out = h.add_disks();
+    out->set_path(path);
+    out->set_role(role);
+    out->set_total_bytes(d->total_bytes);
+    out->set_available_bytes(d->available_bytes);
+    out->set_free_inodes(d->free_inodes);
+  }
+}
+
+nodeward::v1::HealthReport AgentApp::Health() const {
+  return BuildHealthReport(Info(), processor_->Stats(), deps_.clock->Now(), health_policy_,
+                           &conditions_);
+}
+
+void AgentApp::UpdateGrpcHealth() {
+  if (server_ == nullptr || server_->GetHealthCheckService() == nullptr) return;
+  const bool serving = Health().accepting_commands();
+  if (grpc_serving_known_ && serving == grpc_serving_) return;
+  grpc_serving_known_ = true;
+  grpc_serving_ = serving;
+  for (const char* name : {"", "nodeward.v1.NodeAgent"}) {
+    server_->GetHealthCheckService()->SetServingStatus(name, serving);
+  }
+}
+
 std::string AgentApp::RenderStatus() const {
-  return ToJsonLine(BuildStatusReport(Info(), processor_->Stats(), deps_.clock->Now()));
+  return ToJsonLine(BuildStatusReport(Info(), processor_->Stats(), deps_.clock->Now(),
+                                      health_policy_, &conditions_));
 }
 
 }  // namespace nodeward

@@ -30,6 +30,7 @@
 #include "platform/conntrack.h"
 #include "platform/journal.h"
 #include "platform/file_system.h"
+#include "platform/host.h"
 #include "platform/listener_probe.h"
 #include "platform/packet_filter.h"
 #include "platform/service_notifier.h"
@@ -62,6 +63,9 @@ struct AgentDeps {
                         const std::vector<std::string>& allowed_mount_roots,
                         const std::string& mount_with)>
       make_volumes;
+  // Load, memory, disk space and clock discipline for health; null: not
+  // reported.
+  platform::HostProbePtr host;
   // Checks the gRPC listener from the main loop; null: not checked.
   platform::ListenerProbePtr listener_probe;
   // Why main could not lock the process's memory ("" if it did): reported
@@ -127,6 +131,12 @@ class AgentApp {
   void NoteFirewallDrift(uint64_t repairs_before);
 
   AgentInfo Info() const;
+  // The health report now (every stream, the status socket, grpc.health.v1).
+  nodeward::v1::HealthReport Health() const;
+  // grpc.health.v1 says SERVING for "" and nodeward.v1.NodeAgent exactly
+  // when the report accepts commands.
+  void UpdateGrpcHealth();
+  void SampleHost(AgentInfo* info) const;
   // The volume record file when volumes are disabled but it exists.
   std::string OrphanVolumeRecords() const;
   std::string RenderStatus() const;
@@ -154,6 +164,10 @@ class AgentApp {
   std::unique_ptr<NodeAgentService> service_;
   std::unique_ptr<StatusSocketServer> status_socket_;
   std::unique_ptr<grpc::Server> server_;
+  HealthPolicy health_policy_;
+  mutable ConditionTracker conditions_;
+  bool grpc_serving_known_ = false;
+  bool grpc_serving_ = false;
   bool stopped_ = false;
   uint64_t ticks_ = 0;
   int probe_failures_ = 0;

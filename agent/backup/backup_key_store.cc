@@ -165,8 +165,16 @@ absl::StatusOr<nodeward::v1::CommandResult> ProvisionBackupKeyHandler::Apply(
     std::memcpy(b.data(), p.private_key_pem().data(), p.private_key_pem().size());
     priv = std::move(b);
   }
-  ASSIGN_OR_RETURN(BackupKeyStore::Installed installed,
-                   store_->Install(p.service_id(), p.public_key_pem(), priv));
+  absl::StatusOr<BackupKeyStore::Installed> done =
+      store_->Install(p.service_id(), p.public_key_pem(), priv);
+  if (!done.ok()) {
+    // Everything is checked before anything is written: an invalid key is
+    // INVALID_ARGUMENT; anything else failed writing the store.
+    return WithDefaultReason(done.status(), absl::IsInvalidArgument(done.status())
+                                                ? reason::kBackupKeyInvalid
+                                                : reason::kBackupKeyStoreFailed);
+  }
+  const BackupKeyStore::Installed& installed = *done;
   nodeward::v1::CommandResult r;
   auto* k = r.mutable_backup_key();
   k->set_service_id(p.service_id());

@@ -63,6 +63,17 @@ absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelo
   absl::StatusOr<CommandResult> result = Run(envelope_bytes, &verified, &facts, &replayed);
   Finish(verified.command_type.empty() ? nullptr : &verified, facts, peer, result, replayed,
          received);
+  if (!result.ok() && !verified.command_type.empty()) {
+    // The refusal's CommandResult (the "nodeward-result-bin" trailer) names
+    // the command it answers; the transport adds reason and message.
+    CommandResult r;
+    r.set_command_id(verified.command.command_id());
+    r.set_sequence(verified.command.sequence());
+    r.set_replayed(replayed);
+    absl::Status s = result.status();
+    s.SetPayload(kRefusalResultUrl, absl::Cord(r.SerializeAsString()));
+    return s;
+  }
   return result;
 }
 
@@ -92,7 +103,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   if (admission->replay) {
     *replayed = true;
     const Outcome& o = admission->recorded;
-    if (o.code() != 0) return FromOutcome(o);
+    if (o.code() != 0) return MarkSequenceConsumed(FromOutcome(o));
     CommandResult r;
     if (!r.ParseFromString(o.result())) {
       return Reject(absl::StatusCode::kDataLoss, reason::kStateUnavailable,
@@ -106,7 +117,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   absl::StatusOr<CommandResult> applied;
   const absl::Time apply_start = clock_->Now();
   if (handler == handlers_.end()) {
-    applied = Reject(absl::StatusCode::kUnimplemented, reason::kApplyFailed,
+    applied = Reject(absl::StatusCode::kUnimplemented, reason::kCommandTypeUnhandled,
                      absl::StrCat("no handler for '", verified->command_type, "'"));
   } else {
     applied = handler->second->Apply(*verified);
@@ -131,10 +142,12 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   }
   absl::Status recorded = ledger_->RecordOutcome(verified->command.command_id(), o);
   if (!recorded.ok()) {
-    return Reject(absl::StatusCode::kUnavailable, reason::kStateUnavailable,
-                  absl::StrCat("command was applied but its outcome could not be recorded: ",
-                               recorded.message()));
+    return MarkSequenceConsumed(
+        Reject(absl::StatusCode::kUnavailable, reason::kStateUnavailable,
+               absl::StrCat("command was applied but its outcome could not be recorded: ",
+                            recorded.message())));
   }
+  if (!applied.ok()) return MarkSequenceConsumed(applied.status());
   return applied;
 }
 
@@ -167,8 +180,9 @@ void CommandProcessor::Finish(const VerifiedCommand* verified, const RejectionFa
   } else if (result.ok()) {
     decision = "applied";
   } else {
-    std::string r = ReasonOf(result.status());
-    decision = (r == reason::kApplyFailed) ? "failed" : "rejected";
+    // Admitted and then failed (its sequence number is used up), or refused
+    // before the ledger let it in.
+    decision = SequenceConsumed(result.status()) ? "failed" : "rejected";
   }
   a.set_decision(decision);
   if (!result.ok()) {
@@ -311,13 +325,10 @@ ProcessorStats CommandProcessor::Stats() const {
   ProcessorStats s;
   s.high_water_mark = ledger_->high_water_mark();
   absl::Status ledger_health = ledger_->health();
-  if (!ledger_health.ok()) {
-    s.degraded_reasons.push_back(
-        absl::StrCat("STATE_UNAVAILABLE: ", ledger_health.message()));
-  }
+  if (!ledger_health.ok()) s.state_error = std::string(ledger_health.message());
   absl::MutexLock lock(&mu_);
-  if (audit_ == nullptr) s.degraded_reasons.push_back("AUDIT_UNAVAILABLE: audit log not open");
-  if (!audit_error_.empty()) s.degraded_reasons.push_back("AUDIT_UNAVAILABLE: " + audit_error_);
+  if (audit_ == nullptr) s.audit_error = "audit log not open";
+  if (!audit_error_.empty()) s.audit_error = audit_error_;
   s.applied = applied_;
   s.rejected = rejected_;
   s.replayed = replayed_;

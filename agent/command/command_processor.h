@@ -28,7 +28,10 @@ struct ProcessorStats {
   uint64_t rejected = 0;
   uint64_t replayed = 0;
   bool draining = false;
-  std::vector<std::string> degraded_reasons;
+  // Why the ledger cannot be used / the audit chain cannot be written ("":
+  // it can).
+  std::string state_error;
+  std::string audit_error;
   std::deque<nodeward::v1::RecentCommand> recent;
 };
 

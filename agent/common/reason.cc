@@ -6,6 +6,7 @@
 namespace nodeward {
 namespace {
 constexpr absl::string_view kReasonUrl = "type.nodeward.dev/reason";
+constexpr absl::string_view kConsumedUrl = "type.nodeward.dev/sequence-consumed";
 }  // namespace
 
 absl::Status Reject(absl::StatusCode code, absl::string_view reason_code,
@@ -23,6 +24,20 @@ std::string ReasonOf(const absl::Status& status) {
 absl::Status WithReason(absl::Status status, absl::string_view reason_code) {
   if (!status.ok()) status.SetPayload(kReasonUrl, absl::Cord(reason_code));
   return status;
+}
+
+absl::Status WithDefaultReason(absl::Status status, absl::string_view reason_code) {
+  if (!status.ok() && ReasonOf(status).empty()) status.SetPayload(kReasonUrl, absl::Cord(reason_code));
+  return status;
+}
+
+absl::Status MarkSequenceConsumed(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kConsumedUrl, absl::Cord("1"));
+  return status;
+}
+
+bool SequenceConsumed(const absl::Status& status) {
+  return status.GetPayload(kConsumedUrl).has_value();
 }
 
 }  // namespace nodeward

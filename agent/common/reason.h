@@ -8,7 +8,9 @@
 
 namespace nodeward {
 
-// Stable machine-readable rejection reasons (docs/protocol.md lists them).
+// Stable machine-readable rejection reasons: the names of nodeward.v1.Reason
+// (proto/nodeward/v1/reason.proto; a unit test checks each is a value there
+// and docs/protocol.md lists them all).
 // Each travels as an absl::Status payload and, on the wire, as the
 // "nodeward-reason" trailing metadata of the gRPC error.
 namespace reason {
@@ -41,6 +43,45 @@ inline constexpr absl::string_view kApplyFailed = "APPLY_FAILED";
 inline constexpr absl::string_view kAuditUnavailable = "AUDIT_UNAVAILABLE";
 // A wipe was ordered on this node: no new volume or key from then on.
 inline constexpr absl::string_view kWipeStarted = "WIPE_STARTED";
+inline constexpr absl::string_view kCommandTypeUnhandled = "COMMAND_TYPE_UNHANDLED";
+inline constexpr absl::string_view kCapabilityDisabled = "CAPABILITY_DISABLED";
+
+inline constexpr absl::string_view kFirewallSpecInvalid = "FIREWALL_SPEC_INVALID";
+inline constexpr absl::string_view kFirewallCidrNotPrivate = "FIREWALL_CIDR_NOT_PRIVATE";
+inline constexpr absl::string_view kFirewallGenerationStale = "FIREWALL_GENERATION_STALE";
+inline constexpr absl::string_view kFirewallTooLarge = "FIREWALL_TOO_LARGE";
+inline constexpr absl::string_view kFirewallManagementAccessMissing =
+    "FIREWALL_MANAGEMENT_ACCESS_MISSING";
+inline constexpr absl::string_view kFirewallKernelContended = "FIREWALL_KERNEL_CONTENDED";
+inline constexpr absl::string_view kFirewallKernelFailed = "FIREWALL_KERNEL_FAILED";
+inline constexpr absl::string_view kFirewallStateNotPersisted = "FIREWALL_STATE_NOT_PERSISTED";
+inline constexpr absl::string_view kFirewallNothingToConfirm = "FIREWALL_NOTHING_TO_CONFIRM";
+
+inline constexpr absl::string_view kVolumeSpecInvalid = "VOLUME_SPEC_INVALID";
+inline constexpr absl::string_view kVolumeMountPointOutsideRoots =
+    "VOLUME_MOUNT_POINT_OUTSIDE_ROOTS";
+inline constexpr absl::string_view kVolumeConflict = "VOLUME_CONFLICT";
+inline constexpr absl::string_view kVolumeWiped = "VOLUME_WIPED";
+inline constexpr absl::string_view kVolumeSpecChanged = "VOLUME_SPEC_CHANGED";
+inline constexpr absl::string_view kVolumeFailed = "VOLUME_FAILED";
+inline constexpr absl::string_view kVolumeKeyLost = "VOLUME_KEY_LOST";
+inline constexpr absl::string_view kVolumeDeviceNotFound = "VOLUME_DEVICE_NOT_FOUND";
+inline constexpr absl::string_view kVolumeDeviceInUse = "VOLUME_DEVICE_IN_USE";
+inline constexpr absl::string_view kVolumeMappingExists = "VOLUME_MAPPING_EXISTS";
+inline constexpr absl::string_view kVolumeMountPointBusy = "VOLUME_MOUNT_POINT_BUSY";
+inline constexpr absl::string_view kVolumeDeviceNotBlank = "VOLUME_DEVICE_NOT_BLANK";
+inline constexpr absl::string_view kVolumePlatformUnsupported = "VOLUME_PLATFORM_UNSUPPORTED";
+inline constexpr absl::string_view kVolumeDeviceChanged = "VOLUME_DEVICE_CHANGED";
+inline constexpr absl::string_view kVolumeSetupFailed = "VOLUME_SETUP_FAILED";
+inline constexpr absl::string_view kVolumeStateNotPersisted = "VOLUME_STATE_NOT_PERSISTED";
+
+inline constexpr absl::string_view kWipeSpecInvalid = "WIPE_SPEC_INVALID";
+inline constexpr absl::string_view kWipeIncomplete = "WIPE_INCOMPLETE";
+inline constexpr absl::string_view kWipeSigningKeyUnavailable = "WIPE_SIGNING_KEY_UNAVAILABLE";
+inline constexpr absl::string_view kWipeStateNotPersisted = "WIPE_STATE_NOT_PERSISTED";
+
+inline constexpr absl::string_view kBackupKeyInvalid = "BACKUP_KEY_INVALID";
+inline constexpr absl::string_view kBackupKeyStoreFailed = "BACKUP_KEY_STORE_FAILED";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".
@@ -52,6 +93,19 @@ std::string ReasonOf(const absl::Status& status);
 
 // Attaches `reason_code` to an existing status (keeps code and message).
 absl::Status WithReason(absl::Status status, absl::string_view reason_code);
+
+// `status` with `reason_code` attached if it carries no reason yet (a
+// handler's default for failures from below it, e.g. the platform).
+absl::Status WithDefaultReason(absl::Status status, absl::string_view reason_code);
+
+// Marks a refusal whose command was admitted by the ledger: its sequence
+// number is used up (a handler failure, an exact replay of one).
+absl::Status MarkSequenceConsumed(absl::Status status);
+bool SequenceConsumed(const absl::Status& status);
+
+// Status payload: a serialized nodeward.v1.CommandResult naming the command
+// a refusal answers (set by the command pipeline for verified commands).
+inline constexpr absl::string_view kRefusalResultUrl = "type.nodeward.dev/refusal-result";
 
 }  // namespace nodeward
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "agent/common/crypto.h"
 #include "agent/common/logging.h"
+#include "agent/common/reason.h"
 #include "agent/common/status_macros.h"
 #include "nodeward/v1/state.pb.h"
 #include "platform/filter_eval.h"
@@ -51,8 +52,9 @@ absl::StatusOr<FirewallSpec> FromProto(const nodeward::v1::ApplyFirewall& c) {
         out.protocol = Protocol::kUdp;
         break;
       default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("firewall service '", s.name().substr(0, 40), "': protocol is required"));
+        return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                              "firewall service '", s.name().substr(0, 40), "': protocol is required")),
+                          reason::kFirewallSpecInvalid);
     }
     for (const auto& p : s.ports()) out.ports.push_back({p.first(), p.last() == 0 ? p.first() : p.last()});
     out.allowed_cidrs.assign(s.allowed_cidrs().begin(), s.allowed_cidrs().end());
@@ -126,8 +128,10 @@ absl::Status FirewallReconciler::CheckManagement(const FilterRuleset& r) const {
                  rule.ports.has_value() && rule.ports->first <= port && port <= rule.ports->last;
       }
       if (!found) {
-        return absl::InternalError(absl::StrCat("firewall: refusing a ruleset without management "
-                                                "access (", base, " tcp port ", port, ")"));
+        return WithReason(absl::InternalError(absl::StrCat(
+                              "firewall: refusing a ruleset without management access (", base,
+                              " tcp port ", port, ")")),
+                          reason::kFirewallManagementAccessMissing);
       }
     }
   }
@@ -175,8 +179,10 @@ absl::Status FirewallReconciler::SyncLocked(FilterRuleset desired, std::string* 
     }
     return last;  // the kernel refused the transaction: nothing changed
   }
-  return absl::AbortedError(absl::StrCat("firewall: the kernel table kept changing; gave up after ",
-                                         kSyncAttempts, " attempts: ", last.message()));
+  return WithReason(absl::AbortedError(absl::StrCat(
+                        "firewall: the kernel table kept changing; gave up after ", kSyncAttempts,
+                        " attempts: ", last.message())),
+                    reason::kFirewallKernelContended);
 }
 
 absl::Status FirewallReconciler::Restore() {
@@ -249,16 +255,20 @@ absl::Status FirewallReconciler::Restore() {
 absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::Apply(
     const VerifiedCommand& command) {
   absl::MutexLock lock(&mu_);
-  if (command.command.has_confirm_firewall()) {
-    return ConfirmLocked(command.command.confirm_firewall().generation());
-  }
-  return ApplyLocked(command.command.apply_firewall());
+  // What the kernel refused (netlink errors) has no reason of its own.
+  absl::StatusOr<nodeward::v1::CommandResult> r =
+      command.command.has_confirm_firewall()
+          ? ConfirmLocked(command.command.confirm_firewall().generation())
+          : ApplyLocked(command.command.apply_firewall());
+  if (!r.ok()) return WithDefaultReason(r.status(), reason::kFirewallKernelFailed);
+  return r;
 }
 
 absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
     const nodeward::v1::ApplyFirewall& c) {
   if (c.confirm_within_seconds() > 3600) {
-    return absl::InvalidArgumentError("firewall: confirm_within_seconds above 3600");
+    return WithReason(absl::InvalidArgumentError("firewall: confirm_within_seconds above 3600"),
+                      reason::kFirewallSpecInvalid);
   }
   ASSIGN_OR_RETURN(FirewallSpec spec, FromProto(c));
   ASSIGN_OR_RETURN(ValidatedFirewall v, ValidateFirewall(spec, highest_generation_));
@@ -299,8 +309,10 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ApplyLocked(
     // Kernel and disk must not disagree about what is in force.
     absl::Status back = SyncLocked(BuildRuleset(management_, InForce(), max_per_shard_), nullptr);
     if (!back.ok()) stats_.error = absl::StrCat("restore after a failed persist: ", back.message());
-    return absl::UnavailableError(absl::StrCat("persist firewall state: ", saved.message(),
-                                               "; previous ruleset restored"));
+    return WithReason(absl::UnavailableError(absl::StrCat("persist firewall state: ",
+                                                          saved.message(),
+                                                          "; previous ruleset restored")),
+                      reason::kFirewallStateNotPersisted);
   }
   highest_generation_ = v.generation;
   stats_.last_apply = clock_->Now();
@@ -339,12 +351,16 @@ absl::StatusOr<nodeward::v1::CommandResult> FirewallReconciler::ConfirmLocked(ui
       result.mutable_firewall()->set_confirmed(true);  // already confirmed
       return result;
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "firewall: nothing awaits confirmation at generation ", generation,
-        pending_.has_value() ? absl::StrCat(" (pending: ", pending_->state.generation, ")")
-                             : std::string(" (it may have been rolled back)")));
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "firewall: nothing awaits confirmation at generation ", generation,
+            pending_.has_value() ? absl::StrCat(" (pending: ", pending_->state.generation, ")")
+                                 : std::string(" (it may have been rolled back)"))),
+        reason::kFirewallNothingToConfirm);
   }
-  RETURN_IF_ERROR(Persist(pending_->command, generation, highest_generation_));
+  if (absl::Status s = Persist(pending_->command, generation, highest_generation_); !s.ok()) {
+    return WithReason(s, reason::kFirewallStateNotPersisted);
+  }
   confirmed_generation_ = generation;
   confirmed_command_ = pending_->command;
   confirmed_ = std::move(pending_->state);

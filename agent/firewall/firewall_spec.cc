@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "agent/common/reason.h"
 #include "agent/common/status_macros.h"
 
 namespace nodeward::firewall {
@@ -20,7 +21,8 @@ bool ValidName(const std::string& s) {
 }
 
 absl::Status Bad(absl::string_view where, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("firewall ", where, ": ", why));
+  return WithReason(absl::InvalidArgumentError(absl::StrCat("firewall ", where, ": ", why)),
+                    reason::kFirewallSpecInvalid);
 }
 
 // The open/private rules for one CIDR; `text` is how it was sent.
@@ -32,7 +34,11 @@ absl::Status CheckOne(const Cidr& c, absl::string_view text, const std::string& 
                                    "allow_all instead, so that opening it is signed as such"));
   }
   if (private_only && !IsPrivate(c)) {
-    return Bad(where, absl::StrCat("'", text, "' is not a private range and private_only is set"));
+    return WithReason(
+        absl::InvalidArgumentError(absl::StrCat(
+            "firewall ", where, ": '", text,
+            "' is not a private range and private_only is set (docs/firewall.md: private)")),
+        reason::kFirewallCidrNotPrivate);
   }
   if (c.had_host_bits) normalised->push_back(absl::StrCat(text, " -> ", FormatCidr(c)));
   out->push_back(c);
@@ -104,15 +110,18 @@ absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
                                                    uint64_t highest_generation,
                                                    const ValidationLimits& limits) {
   if (spec.generation <= highest_generation) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "firewall generation ", spec.generation, " is not above ", highest_generation,
-        ", the highest ever applied (unconfirmed and rolled-back ones count: a generation is "
-        "never reused; health: firewall_highest_generation)"));
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "firewall generation ", spec.generation, " is not above ",
+                          highest_generation,
+                          ", the highest ever applied (unconfirmed and rolled-back ones count: a "
+                          "generation is never reused; health: firewall.highest_generation)")),
+                      reason::kFirewallGenerationStale);
   }
   if (spec.services.size() > limits.max_services) {
-    return absl::ResourceExhaustedError(absl::StrCat("firewall: ", spec.services.size(),
-                                                     " services exceed the cap of ",
-                                                     limits.max_services));
+    return WithReason(absl::ResourceExhaustedError(absl::StrCat("firewall: ", spec.services.size(),
+                                                                " services exceed the cap of ",
+                                                                limits.max_services)),
+                      reason::kFirewallTooLarge);
   }
   ValidatedFirewall v;
   v.generation = spec.generation;
@@ -158,8 +167,10 @@ absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
       // The cap before any parsing: memory stays bounded by it.
       const size_t sent = s.allowed_cidrs.size() + CountPacked(s.allowed_packed);
       if (elements + sent > limits.max_elements) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "firewall: ", elements + sent, " CIDRs exceed the cap of ", limits.max_elements));
+        return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                              "firewall: ", elements + sent, " CIDRs exceed the cap of ",
+                              limits.max_elements)),
+                          reason::kFirewallTooLarge);
       }
       std::vector<Cidr> cidrs;
       cidrs.reserve(sent);
@@ -177,9 +188,9 @@ absl::StatusOr<ValidatedFirewall> ValidateFirewall(const FirewallSpec& spec,
                             &v.normalised));
   elements += peers.size();
   if (elements > limits.max_elements) {
-    return absl::ResourceExhaustedError(absl::StrCat("firewall: ", elements,
-                                                     " CIDRs exceed the cap of ",
-                                                     limits.max_elements));
+    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                          "firewall: ", elements, " CIDRs exceed the cap of ", limits.max_elements)),
+                      reason::kFirewallTooLarge);
   }
   v.peers_v4 = Normalise(peers, Family::kIpv4);
   v.peers_v6 = Normalise(peers, Family::kIpv6);

@@ -1,6 +1,7 @@
 #ifndef NODEWARD_AGENT_SERVER_HEALTH_PUBLISHER_H_
 #define NODEWARD_AGENT_SERVER_HEALTH_PUBLISHER_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 
@@ -22,9 +23,12 @@ class HealthPublisher {
   void Publish();
   // Tells every subscriber to finish; later subscribers are told at once.
   void Close();
+  // Streams subscribed now (read without the lock: a callback may ask).
+  int subscribers() const { return count_.load(); }
 
  private:
   absl::Mutex mu_;
+  std::atomic<int> count_{0};
   int next_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::map<int, Callback> subscribers_ ABSL_GUARDED_BY(mu_);

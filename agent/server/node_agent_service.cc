@@ -7,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/command/envelope_scan.h"
 #include "agent/common/reason.h"
+#include "grpcpp/alarm.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "agent/server/grpc_status.h"
 
@@ -16,12 +17,18 @@ namespace {
 using nodeward::v1::HealthReport;
 
 // One WatchHealth stream: writes a report now, then after every change,
-// never more than one write in flight. Deletes itself in OnDone.
+// never more than one write in flight and, with a minimum interval, never
+// two reports closer than it: changes inside the interval are coalesced into
+// one report sent when it has passed (a grpc::Alarm). Deleted when both
+// gRPC (OnDone) and a pending alarm have let go of it.
 class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
  public:
   HealthWatcher(HealthPublisher* publisher, std::function<HealthReport()> build,
-                uint32_t max_reports)
-      : publisher_(publisher), build_(std::move(build)), max_reports_(max_reports) {
+                uint32_t max_reports, absl::Duration min_interval)
+      : publisher_(publisher),
+        build_(std::move(build)),
+        max_reports_(max_reports),
+        min_interval_(min_interval) {
     {
       absl::MutexLock lock(&mu_);
       WriteLocked();
@@ -35,7 +42,7 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
     if (!ok) return FinishLocked(grpc::Status::OK);
     if (max_reports_ != 0 && sent_ >= max_reports_) return FinishLocked(grpc::Status::OK);
     if (closing_) return FinishLocked(grpc::Status::OK);
-    if (dirty_) WriteLocked();
+    if (dirty_) MaybeWriteLocked();
   }
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
@@ -44,7 +51,14 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
   }
   void OnDone() override {
     publisher_->Unsubscribe(id_);
-    delete this;
+    bool cancel = false;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      cancel = alarm_pending_;
+    }
+    if (cancel) alarm_.Cancel();  // its callback drops the alarm's reference
+    Unref();
   }
 
  private:
@@ -56,7 +70,25 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
       return;
     }
     dirty_ = true;
-    if (!writing_ && !finished_) WriteLocked();
+    if (!writing_ && !finished_) MaybeWriteLocked();
+  }
+  // Writes now, or arms the alarm for when the interval has passed.
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Time due = last_write_ + min_interval_;
+    const absl::Time now = absl::Now();
+    if (min_interval_ <= absl::ZeroDuration() || now >= due) return WriteLocked();
+    if (alarm_pending_ || done_) return;  // the pending alarm writes the burst
+    alarm_pending_ = true;
+    refs_.fetch_add(1);
+    alarm_.Set(absl::ToChronoTime(due), [this](bool fired) { OnAlarm(fired); });
+  }
+  void OnAlarm(bool fired) {
+    {
+      absl::MutexLock lock(&mu_);
+      alarm_pending_ = false;
+      if (fired && !done_ && dirty_ && !writing_ && !finished_) WriteLocked();
+    }
+    Unref();
   }
   void WriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
@@ -64,6 +96,7 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
     report_.set_report_number(++sent_);
     dirty_ = false;
     writing_ = true;
+    last_write_ = absl::Now();
     StartWrite(&report_);
   }
   void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -71,18 +104,28 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
     finished_ = true;
     Finish(s);
   }
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
 
   HealthPublisher* const publisher_;
   const std::function<HealthReport()> build_;
   const uint32_t max_reports_;
+  const absl::Duration min_interval_;
   int id_ = -1;
+  // gRPC's reference (dropped in OnDone) and a pending alarm's.
+  std::atomic<int> refs_{1};
+  grpc::Alarm alarm_;
   absl::Mutex mu_;
   HealthReport report_ ABSL_GUARDED_BY(mu_);
   uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_write_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool alarm_pending_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 std::string Flatten(const grpc::ByteBuffer& buffer) {
@@ -203,7 +246,8 @@ grpc::ServerWriteReactor<HealthReport>* NodeAgentService::WatchHealth(
     };
     return new Refuse(ToGrpcStatus(peer.status(), context));
   }
-  return new HealthWatcher(publisher_, build_report_, request->max_reports());
+  return new HealthWatcher(publisher_, build_report_, request->max_reports(),
+                           absl::Milliseconds(request->min_interval_ms()));
 }
 
 }  // namespace nodeward

@@ -6,112 +6,167 @@
 namespace nodeward {
 namespace {
 
-std::vector<std::string> Reasons(const AgentInfo& info, const ProcessorStats& stats) {
-  std::vector<std::string> out = info.startup_problems;
-  if (!info.listener_down.empty()) out.push_back("LISTENER_DOWN: " + info.listener_down);
-  if (info.firewall_enabled && !info.firewall.error.empty()) {
-    out.push_back("FIREWALL_OUT_OF_SYNC: " + info.firewall.error);
+using nodeward::v1::Condition;
+
+void AddHostConditions(const AgentInfo& info, const HealthPolicy& p,
+                       std::vector<Condition>* out) {
+  auto add = [&](Condition::Type t, std::string subject, std::string message) {
+    out->push_back(MakeCondition(t, std::move(subject), std::move(message), p));
+  };
+  if (!info.host_error.empty()) add(Condition::HOST_PROBE_FAILED, "", info.host_error);
+  const nodeward::v1::HostHealth& h = info.host;
+  if (!h.has_sampled_at()) return;
+  if (info.host_error.find("adjtimex") == std::string::npos && !h.clock_synchronised()) {
+    add(Condition::CLOCK_UNSYNCHRONISED, "",
+        absl::StrCat("the kernel reports the clock unsynchronised (max error ",
+                     h.clock_max_error_us(), " us)"));
   }
-  for (const auto& v : info.volumes) {
-    if (v.state() == nodeward::v1::VolumeStatus::KEY_LOST) {
-      out.push_back(absl::StrCat("VOLUME_KEY_LOST: ", v.volume_id(), " (", v.reason(), ")"));
-    } else if (v.state() != nodeward::v1::VolumeStatus::ACTIVE &&
-               v.state() != nodeward::v1::VolumeStatus::WIPED) {
-      out.push_back(absl::StrCat("VOLUME_FAILED: ", v.volume_id(), " (", v.reason(), ")"));
+  if (h.memory_total_bytes() > 0 &&
+      h.memory_available_bytes() * 100 < h.memory_total_bytes() * p.min_available_memory_percent) {
+    add(Condition::MEMORY_LOW, "",
+        absl::StrCat(h.memory_available_bytes() >> 20, " MiB of ", h.memory_total_bytes() >> 20,
+                     " MiB available"));
+  }
+  for (const nodeward::v1::DiskSpace& d : h.disks()) {
+    if (d.total_bytes() == 0) continue;
+    if (d.available_bytes() * 100 < d.total_bytes() * p.min_free_disk_percent ||
+        d.available_bytes() < p.min_free_disk_bytes) {
+      add(Condition::DISK_SPACE_LOW, d.path(),
+          absl::StrCat(d.role(), " ", d.path(), ": ", d.available_bytes() >> 20, " MiB of ",
+                       d.total_bytes() >> 20, " MiB available"));
     }
   }
-  if (info.wipe_incomplete) out.push_back("WIPE_INCOMPLETE: " + info.wipe);
-  if (info.firewall_enabled) {
-    for (const std::string& d : info.firewall.foreign_drops) {
-      out.push_back("FIREWALL_FOREIGN_DROP: " + d);
-    }
-  }
-  out.insert(out.end(), stats.degraded_reasons.begin(), stats.degraded_reasons.end());
-  return out;
 }
 
-// The same firewall fields exist in both reports.
-template <typename Report>
-void SetFirewall(const AgentInfo& info, Report* r) {
-  r->set_firewall_enabled(info.firewall_enabled);
+void AddFirewallConditions(const AgentInfo& info, absl::Time now, const HealthPolicy& p,
+                           std::vector<Condition>* out) {
   if (!info.firewall_enabled) return;
   const firewall::FirewallStatus& f = info.firewall;
-  r->set_firewall_generation(f.generation);
-  r->set_firewall_highest_generation(f.highest_generation);
-  r->set_firewall_awaiting_confirmation(f.awaiting_confirmation);
-  r->set_firewall_rollbacks(f.rollbacks);
-  r->set_firewall_content_hash(f.content_hash);
-  r->set_firewall_ipv4_intervals(f.ipv4_intervals);
-  r->set_firewall_ipv6_intervals(f.ipv6_intervals);
-  r->set_firewall_drift_repairs(f.drift_repairs);
-  r->set_firewall_last_drift(f.last_drift);
-  if (f.last_apply != absl::InfinitePast()) *r->mutable_firewall_last_apply() = ToTimestamp(f.last_apply);
-  if (f.last_verified != absl::InfinitePast()) {
-    *r->mutable_firewall_last_verified() = ToTimestamp(f.last_verified);
+  auto add = [&](Condition::Type t, std::string subject, std::string message) {
+    out->push_back(MakeCondition(t, std::move(subject), std::move(message), p));
+  };
+  if (!f.error.empty()) add(Condition::FIREWALL_OUT_OF_SYNC, "", f.error);
+  for (const std::string& d : f.foreign_drops) add(Condition::FIREWALL_FOREIGN_DROP, d, d);
+  if (f.last_verified == absl::InfinitePast()) {
+    add(Condition::FIREWALL_NOT_VERIFIED, "", "the kernel table was never read back");
+  } else if (now - f.last_verified > p.firewall_verify_max_age) {
+    add(Condition::FIREWALL_NOT_VERIFIED, "",
+        absl::StrCat("last read back ", absl::FormatDuration(absl::Trunc(now - f.last_verified,
+                                                                          absl::Seconds(1))),
+                     " ago (more than ", absl::FormatDuration(p.firewall_verify_max_age), ")"));
   }
-  r->set_firewall_error(f.error);
-  for (const std::string& d : f.foreign_drops) r->add_firewall_foreign_drops(d);
-  r->set_firewall_connections_cut(f.connections_cut);
-  r->set_firewall_last_cut(f.last_cut);
+  if (f.awaiting_confirmation) {
+    add(Condition::FIREWALL_AWAITING_CONFIRMATION, "",
+        absl::StrCat("generation ", f.generation, " rolls back unless confirmed"));
+  }
+}
+
+void FillFirewall(const AgentInfo& info, nodeward::v1::FirewallHealth* r) {
+  r->set_enabled(info.firewall_enabled);
+  if (!info.firewall_enabled) return;
+  const firewall::FirewallStatus& f = info.firewall;
+  r->set_generation(f.generation);
+  r->set_highest_generation(f.highest_generation);
+  r->set_awaiting_confirmation(f.awaiting_confirmation);
+  r->set_rollbacks(f.rollbacks);
+  r->set_last_rollback(f.last_rollback);
+  r->set_content_hash(f.content_hash);
+  r->set_ipv4_intervals(f.ipv4_intervals);
+  r->set_ipv6_intervals(f.ipv6_intervals);
+  r->set_drift_repairs(f.drift_repairs);
+  r->set_last_drift(f.last_drift);
+  if (f.last_apply != absl::InfinitePast()) *r->mutable_last_apply() = ToTimestamp(f.last_apply);
+  if (f.last_verified != absl::InfinitePast()) {
+    *r->mutable_last_verified() = ToTimestamp(f.last_verified);
+  }
+  r->set_error(f.error);
+  for (const std::string& d : f.foreign_drops) r->add_foreign_drops(d);
+  r->set_connections_cut(f.connections_cut);
+  r->set_last_cut(f.last_cut);
 }
 
 }  // namespace
 
+std::vector<Condition> EvaluateConditions(const AgentInfo& info, const ProcessorStats& stats,
+                                          absl::Time now, const HealthPolicy& p) {
+  std::vector<Condition> out;
+  auto add = [&](Condition::Type t, std::string subject, std::string message) {
+    out.push_back(MakeCondition(t, std::move(subject), std::move(message), p));
+  };
+  for (const Condition& c : info.startup_conditions) add(c.type(), c.subject(), c.message());
+  if (stats.draining) add(Condition::DRAINING, "", "the agent is shutting down");
+  if (!stats.state_error.empty()) add(Condition::STATE_UNAVAILABLE, "", stats.state_error);
+  if (!stats.audit_error.empty()) add(Condition::AUDIT_UNAVAILABLE, "", stats.audit_error);
+  if (!info.listener_down.empty()) add(Condition::LISTENER_DOWN, "", info.listener_down);
+  if (!info.last_reload_error.empty()) {
+    add(Condition::TRUST_RELOAD_FAILED, "", info.last_reload_error);
+  }
+  AddFirewallConditions(info, now, p, &out);
+  for (const auto& v : info.volumes) {
+    if (v.state() == nodeward::v1::VolumeStatus::KEY_LOST) {
+      add(Condition::VOLUME_KEY_LOST, v.volume_id(), v.reason());
+    } else if (v.state() != nodeward::v1::VolumeStatus::ACTIVE &&
+               v.state() != nodeward::v1::VolumeStatus::WIPED) {
+      add(Condition::VOLUME_FAILED, v.volume_id(), v.reason());
+    }
+  }
+  if (info.wipe_incomplete) {
+    add(Condition::WIPE_INCOMPLETE, "", info.wipe);
+  } else if (!info.wipe.empty()) {
+    add(Condition::WIPED, "", info.wipe);
+  }
+  AddHostConditions(info, p, &out);
+  return out;
+}
+
 nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const ProcessorStats& stats,
-                                             absl::Time now) {
+                                             absl::Time now, const HealthPolicy& policy,
+                                             ConditionTracker* tracker) {
   nodeward::v1::HealthReport r;
   r.set_node_id(info.node_id);
   r.set_boot_id(info.boot_id);
   r.set_version(info.version);
-  std::vector<std::string> reasons = Reasons(info, stats);
-  if (stats.draining) {
-    r.set_state(nodeward::v1::HealthReport::STOPPING);
-  } else if (!reasons.empty()) {
-    r.set_state(nodeward::v1::HealthReport::DEGRADED);
-  } else {
-    r.set_state(nodeward::v1::HealthReport::SERVING);
-  }
-  for (const auto& s : reasons) r.add_degraded_reasons(s);
+  std::vector<Condition> conditions = EvaluateConditions(info, stats, now, policy);
+  Normalise(&conditions);
+  if (tracker != nullptr) tracker->Stamp(&conditions, now);
+  r.set_state(StateFor(conditions, stats.draining));
+  r.set_accepting_commands(r.state() == nodeward::v1::HealthReport::SERVING ||
+                           r.state() == nodeward::v1::HealthReport::DEGRADED);
+  for (auto& c : conditions) *r.add_conditions() = std::move(c);
   *r.mutable_time() = ToTimestamp(now);
   *r.mutable_started_at() = ToTimestamp(info.started_at);
-  r.set_high_water_mark(stats.high_water_mark);
-  r.set_commands_applied(stats.applied);
-  r.set_commands_rejected(stats.rejected);
-  r.set_commands_replayed(stats.replayed);
-  SetFirewall(info, &r);
+  auto* cmd = r.mutable_commands();
+  cmd->set_high_water_mark(stats.high_water_mark);
+  cmd->set_applied(stats.applied);
+  cmd->set_rejected(stats.rejected);
+  cmd->set_replayed(stats.replayed);
+  cmd->set_trusted_keys(info.trusted_keys);
+  if (info.trust_loaded_at != absl::Time()) {
+    *cmd->mutable_trust_loaded_at() = ToTimestamp(info.trust_loaded_at);
+  }
+  cmd->set_last_reload_error(info.last_reload_error);
+  cmd->set_health_streams(info.health_streams);
+  FillFirewall(info, r.mutable_firewall());
   for (const auto& v : info.volumes) *r.add_volumes() = v;
-  r.set_wipe(info.wipe);
-  r.set_signing_public_key(info.signing_public_key);
-  r.set_signing_key_id(info.signing_key_id);
+  auto* w = r.mutable_wipe();
+  w->set_state(info.wipe_incomplete ? nodeward::v1::WipeHealth::INCOMPLETE
+               : info.wipe.empty()  ? nodeward::v1::WipeHealth::NOT_WIPED
+                                    : nodeward::v1::WipeHealth::COMPLETE);
+  w->set_detail(info.wipe);
+  w->set_signing_public_key(info.signing_public_key);
+  w->set_signing_key_id(info.signing_key_id);
+  *r.mutable_host() = info.host;
   return r;
 }
 
 nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const ProcessorStats& stats,
-                                             absl::Time now) {
-  nodeward::v1::HealthReport h = BuildHealthReport(info, stats, now);
+                                             absl::Time now, const HealthPolicy& policy,
+                                             ConditionTracker* tracker) {
   nodeward::v1::StatusReport r;
-  r.set_version(info.version);
-  r.set_node_id(info.node_id);
-  r.set_boot_id(info.boot_id);
-  *r.mutable_started_at() = ToTimestamp(info.started_at);
-  r.set_uptime_seconds(absl::ToInt64Seconds(now - info.started_at));
+  *r.mutable_health() = BuildHealthReport(info, stats, now, policy, tracker);
   r.set_listen_address(info.listen_address);
-  r.set_state(nodeward::v1::HealthReport::State_Name(h.state()));
-  for (const auto& s : h.degraded_reasons()) r.add_degraded_reasons(s);
-  r.set_high_water_mark(stats.high_water_mark);
-  r.set_commands_applied(stats.applied);
-  r.set_commands_rejected(stats.rejected);
-  r.set_commands_replayed(stats.replayed);
-  r.set_trusted_keys(info.trusted_keys);
-  *r.mutable_trust_loaded_at() = ToTimestamp(info.trust_loaded_at);
-  r.set_last_reload_error(info.last_reload_error);
+  r.set_uptime_seconds(absl::ToInt64Seconds(now - info.started_at));
   for (const auto& c : stats.recent) *r.add_recent_commands() = c;
-  SetFirewall(info, &r);
-  r.set_firewall_last_rollback(info.firewall.last_rollback);
-  for (const auto& v : info.volumes) *r.add_volumes() = v;
-  r.set_wipe(info.wipe);
-  r.set_signing_public_key(info.signing_public_key);
-  r.set_signing_key_id(info.signing_key_id);
   return r;
 }
 

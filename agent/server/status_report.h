@@ -2,13 +2,14 @@
 #define NODEWARD_AGENT_SERVER_STATUS_REPORT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "agent/command/command_processor.h"
+#include "agent/firewall/firewall_reconciler.h"
+#include "agent/server/health_conditions.h"
 #include "nodeward/v1/agent.pb.h"
 #include "nodeward/v1/state.pb.h"
-
-#include "agent/firewall/firewall_reconciler.h"
 
 namespace nodeward {
 
@@ -31,15 +32,29 @@ struct AgentInfo {
   std::string signing_public_key;  // raw Ed25519 (empty: not loaded)
   std::string signing_key_id;
   std::string listener_down;  // why the gRPC listener probe fails ("" when up)
-  // Reasons known at startup (bad config pieces, broken audit chain, ...).
-  std::vector<std::string> startup_problems;
+  // Found at startup (bad config pieces, a broken audit chain, ...): only
+  // type, subject and message are used.
+  std::vector<nodeward::v1::Condition> startup_conditions;
+  // Sampled for this report (sampled_at unset: not sampled); host_error
+  // says what could not be read.
+  nodeward::v1::HostHealth host;
+  std::string host_error;
+  uint32_t health_streams = 0;
 };
 
-// Builders only read; neither changes anything.
+// Every condition the facts show, unsorted and without `since`.
+std::vector<nodeward::v1::Condition> EvaluateConditions(const AgentInfo& info,
+                                                        const ProcessorStats& stats,
+                                                        absl::Time now,
+                                                        const HealthPolicy& policy);
+
+// Builders only read (the tracker, if any, stamps `since`).
 nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const ProcessorStats& stats,
-                                             absl::Time now);
+                                             absl::Time now, const HealthPolicy& policy = {},
+                                             ConditionTracker* tracker = nullptr);
 nodeward::v1::StatusReport BuildStatusReport(const AgentInfo& info, const ProcessorStats& stats,
-                                             absl::Time now);
+                                             absl::Time now, const HealthPolicy& policy = {},
+                                             ConditionTracker* tracker = nullptr);
 
 }  // namespace nodeward
 

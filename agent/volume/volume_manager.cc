@@ -22,8 +22,15 @@ using nodeward::v1::VolumeStatus;
 
 constexpr size_t kVolumeKeyBytes = 64;  // 512-bit key: two AES-256 keys for XTS
 
-absl::Status Bad(absl::string_view field, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("setup_volume ", field, ": ", why));
+absl::Status Bad(absl::string_view field, absl::string_view why,
+                 absl::string_view reason_code = reason::kVolumeSpecInvalid) {
+  return WithReason(absl::InvalidArgumentError(absl::StrCat("setup_volume ", field, ": ", why)),
+                    reason_code);
+}
+
+// A refusal of the volume as the node holds it: FAILED_PRECONDITION, reason.
+absl::Status Refuse(absl::string_view reason_code, absl::string_view message) {
+  return WithReason(absl::FailedPreconditionError(message), reason_code);
 }
 
 bool Matches(absl::string_view s, size_t max, bool upper, absl::string_view extra) {
@@ -124,8 +131,10 @@ absl::Status ValidateSetupVolume(const SetupVolume& c,
   bool allowed = false;
   for (const std::string& root : allowed_mount_roots) allowed |= Under(m, root);
   if (!allowed) {
-    return Bad("mount_point", absl::StrCat("'", m, "' is outside the allowed roots (",
-                                           absl::StrJoin(allowed_mount_roots, ", "), ")"));
+    return Bad("mount_point",
+               absl::StrCat("'", m, "' is outside the allowed roots (",
+                            absl::StrJoin(allowed_mount_roots, ", "), ")"),
+               reason::kVolumeMountPointOutsideRoots);
   }
   for (const std::string& o : c.mount_options()) {
     if (AllowedOptions().count(o) == 0) {
@@ -228,7 +237,11 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::Apply(const VerifiedC
                   absl::StrCat("setup volume ", command.command.setup_volume().volume_id(), ": ",
                                fence_));
   }
-  return SetupLocked(command.command.setup_volume());
+  // What the platform refused (libcryptsetup, mkfs, mount) has no reason
+  // of its own.
+  absl::StatusOr<nodeward::v1::CommandResult> r = SetupLocked(command.command.setup_volume());
+  if (!r.ok()) return WithDefaultReason(r.status(), reason::kVolumeSetupFailed);
+  return r;
 }
 
 void VolumeManager::Fence(const std::string& why) {
@@ -251,20 +264,21 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
     }
     if (o.mapper_name() == c.mapper_name() || o.mount_point() == c.mount_point() ||
         o.device() == c.device()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "setup_volume ", c.volume_id(), ": device, mapper name or mount point already belongs "
-          "to volume ", o.volume_id()));
+      return Refuse(reason::kVolumeConflict,
+                    absl::StrCat("setup_volume ", c.volume_id(),
+                                 ": device, mapper name or mount point already belongs to volume ",
+                                 o.volume_id()));
     }
   }
   if (existing >= 0) {
     const VolumeRecord& r = state_.volumes(existing);
     if (r.wiped()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "setup_volume ", c.volume_id(), ": the volume was wiped; this node sets up no more "
-          "volumes"));
+      return Refuse(reason::kVolumeWiped,
+                    absl::StrCat("setup_volume ", c.volume_id(),
+                                 ": the volume was wiped; this node sets up no more volumes"));
     }
     if (!SameSpec(r.spec(), c)) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      return Refuse(reason::kVolumeSpecChanged, absl::StrCat(
           "setup_volume ", c.volume_id(), ": already set up with another spec (device ",
           r.spec().device(), ", mapper ", r.spec().mapper_name(), ", mount point ",
           r.spec().mount_point(), ")"));
@@ -276,39 +290,43 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
       return result;
     }
     if (now.state() == VolumeStatus::FAILED) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "setup_volume ", c.volume_id(), ": volume is in a failed state (", now.reason(),
-          "); not touched"));
+      return Refuse(reason::kVolumeFailed,
+                    absl::StrCat("setup_volume ", c.volume_id(), ": volume is in a failed state (",
+                                 now.reason(), "); not touched"));
     }
     // KEY_LOST: only a new signed command that says so may reformat.
     if (!c.destroy_existing_data()) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      return Refuse(reason::kVolumeKeyLost, absl::StrCat(
           "setup_volume ", c.volume_id(), ": KEY_LOST (", now.reason(),
           "); resend with destroy_existing_data to make a new, empty volume"));
     }
   }
 
   // The device: resolved now, unused, and blank unless destroying is signed.
-  ASSIGN_OR_RETURN(platform::BlockDevice dev, deps_.devices->Resolve(c.device()));
+  absl::StatusOr<platform::BlockDevice> resolved = deps_.devices->Resolve(c.device());
+  if (!resolved.ok()) return WithReason(resolved.status(), reason::kVolumeDeviceNotFound);
+  const platform::BlockDevice dev = std::move(resolved).value();
   ASSIGN_OR_RETURN(platform::DeviceUse use, deps_.devices->Use(dev));
   if (use.in_use()) {
-    return absl::FailedPreconditionError(absl::StrCat("setup_volume ", c.volume_id(), ": device ",
-                                                      dev.path, " is in use (", use.description,
-                                                      ")"));
+    return Refuse(reason::kVolumeDeviceInUse,
+                  absl::StrCat("setup_volume ", c.volume_id(), ": device ", dev.path,
+                               " is in use (", use.description, ")"));
   }
   ASSIGN_OR_RETURN(platform::CryptStatus named, deps_.crypt->Status(c.mapper_name()));
   if (named.active) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "setup_volume ", c.volume_id(), ": a mapping named ", c.mapper_name(), " already exists"));
+    return Refuse(reason::kVolumeMappingExists,
+                  absl::StrCat("setup_volume ", c.volume_id(), ": a mapping named ",
+                               c.mapper_name(), " already exists"));
   }
   ASSIGN_OR_RETURN(std::optional<uint64_t> at, deps_.filesystems->MountedAt(c.mount_point()));
   if (at.has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "setup_volume ", c.volume_id(), ": something is already mounted at ", c.mount_point()));
+    return Refuse(reason::kVolumeMountPointBusy,
+                  absl::StrCat("setup_volume ", c.volume_id(), ": something is already mounted at ",
+                               c.mount_point()));
   }
   ASSIGN_OR_RETURN(platform::DeviceContent content, deps_.devices->Probe(dev));
   if (!content.blank() && !c.destroy_existing_data()) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    return Refuse(reason::kVolumeDeviceNotBlank, absl::StrCat(
         "setup_volume ", c.volume_id(), ": device ", dev.path, " holds data (",
         content.description, "); resend with destroy_existing_data to erase it"));
   }
@@ -317,12 +335,12 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   // dm-crypt on this kernel, no mkfs for the asked file system (on fcf3c42
   // the header was written first and the volume left KEY_LOST).
   if (absl::Status s = deps_.crypt->CheckAvailable(); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("setup_volume ", c.volume_id(), ": ", s.message()));
+    return Refuse(reason::kVolumePlatformUnsupported,
+                  absl::StrCat("setup_volume ", c.volume_id(), ": ", s.message()));
   }
   if (absl::Status s = deps_.filesystems->CheckMkfs(FsOf(c)); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("setup_volume ", c.volume_id(), ": ", s.message()));
+    return Refuse(reason::kVolumePlatformUnsupported,
+                  absl::StrCat("setup_volume ", c.volume_id(), ": ", s.message()));
   }
 
   // Remember the attempt before the device is written: if the agent dies
@@ -342,9 +360,10 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   }
   if (absl::Status s = Persist(); !s.ok()) {
     if (existing < 0) state_.mutable_volumes()->RemoveLast();
-    return absl::UnavailableError(absl::StrCat("setup_volume ", c.volume_id(),
-                                               ": record the attempt: ", s.message(),
-                                               "; nothing written to the device"));
+    return WithReason(absl::UnavailableError(absl::StrCat("setup_volume ", c.volume_id(),
+                                                          ": record the attempt: ", s.message(),
+                                                          "; nothing written to the device")),
+                      reason::kVolumeStateNotPersisted);
   }
 
   // Nothing written yet: a failure before the format forgets the attempt.
@@ -399,7 +418,8 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   absl::StatusOr<platform::CryptStatus> st = deps_.crypt->Status(c.mapper_name());
   if (!st.ok()) return undo(st.status());
   if (!st->active || st->backing_rdev != dev.rdev || (!st->uuid.empty() && st->uuid != uuid)) {
-    return undo(absl::AbortedError("the device changed between check and use"));
+    return WithReason(undo(absl::AbortedError("the device changed between check and use")),
+                      reason::kVolumeDeviceChanged);
   }
   const std::string mapped = "/dev/mapper/" + c.mapper_name();
   if (absl::Status s = deps_.filesystems->Mkfs(mapped, FsOf(c)); !s.ok()) return undo(s);
@@ -419,9 +439,10 @@ absl::StatusOr<nodeward::v1::CommandResult> VolumeManager::SetupLocked(const Set
   if (absl::Status s = Persist(); !s.ok()) {
     // The volume works but would be unknown after a restart: report it and
     // keep the record in memory; the next command persists again.
-    return absl::UnavailableError(absl::StrCat("setup_volume ", c.volume_id(),
-                                               ": active and mounted, but persisting the record "
-                                               "failed: ", s.message()));
+    return WithReason(absl::UnavailableError(absl::StrCat(
+                          "setup_volume ", c.volume_id(),
+                          ": active and mounted, but persisting the record failed: ", s.message())),
+                      reason::kVolumeStateNotPersisted);
   }
   *vr->mutable_volume() = Inspect(state_.volumes(index));
   return result;

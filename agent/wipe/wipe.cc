@@ -5,6 +5,7 @@
 #include "absl/time/time.h"
 #include "agent/wipe/receipt.h"
 #include "agent/common/proto_util.h"
+#include "agent/common/reason.h"
 #include "agent/common/status_macros.h"
 #include "agent/common/time_util.h"
 
@@ -102,10 +103,11 @@ absl::StatusOr<WipeResult> WipeHandler::RunLocked() {
   }
   if (!complete) {
     absl::Status s = Persist();  // the next attempt (or start) resumes
-    return absl::InternalError(absl::StrCat(
+    return WithReason(absl::InternalError(absl::StrCat(
         "wipe incomplete (", failed.size(), " of ", receipt->items_size(),
         " items not verified; resend Wipe to finish): ", absl::StrJoin(failed, "; "),
-        s.ok() ? "" : absl::StrCat("; recording the progress failed: ", s.message())));
+        s.ok() ? "" : absl::StrCat("; recording the progress failed: ", s.message()))),
+        reason::kWipeIncomplete);
   }
   *receipt->mutable_completed_at() = ToTimestamp(deps_.clock->Now());
   receipt->set_complete(true);
@@ -117,17 +119,20 @@ absl::StatusOr<WipeResult> WipeHandler::RunLocked() {
     receipt->set_complete(false);
     receipt->clear_completed_at();
     (void)Persist();
-    return absl::Status(signed_result.status().code(),
-                        absl::StrCat("wipe done and verified, but the receipt could not be signed: ",
-                                     signed_result.status().message()));
+    return WithReason(
+        absl::Status(signed_result.status().code(),
+                     absl::StrCat("wipe done and verified, but the receipt could not be signed: ",
+                                  signed_result.status().message())),
+        reason::kWipeSigningKeyUnavailable);
   }
   *record_.mutable_result() = *signed_result;
   if (absl::Status s = Persist(); !s.ok()) {
     // Everything is erased; a later Wipe re-runs the (idempotent) steps and
     // signs again.
     record_.clear_result();
-    return absl::UnavailableError(
-        absl::StrCat("wipe done and verified, but recording it failed: ", s.message()));
+    return WithReason(absl::UnavailableError(absl::StrCat(
+                          "wipe done and verified, but recording it failed: ", s.message())),
+                      reason::kWipeStateNotPersisted);
   }
   wiped_.store(true);
   return *signed_result;
@@ -136,7 +141,8 @@ absl::StatusOr<WipeResult> WipeHandler::RunLocked() {
 absl::StatusOr<nodeward::v1::CommandResult> WipeHandler::Apply(const VerifiedCommand& command) {
   const auto& w = command.command.wipe();
   if (w.reason().size() > 256) {
-    return absl::InvalidArgumentError("wipe: reason is longer than 256 bytes");
+    return WithReason(absl::InvalidArgumentError("wipe: reason is longer than 256 bytes"),
+                      reason::kWipeSpecInvalid);
   }
   absl::MutexLock lock(&mu_);
   nodeward::v1::CommandResult result;
@@ -157,20 +163,25 @@ absl::StatusOr<nodeward::v1::CommandResult> WipeHandler::Apply(const VerifiedCom
     *r->mutable_started_at() = ToTimestamp(deps_.clock->Now());
     if (absl::Status s = Persist(); !s.ok()) {
       record_.Clear();
-      return absl::UnavailableError(
-          absl::StrCat("wipe: record the intent: ", s.message(), "; nothing was done"));
+      return WithReason(absl::UnavailableError(absl::StrCat("wipe: record the intent: ",
+                                                            s.message(), "; nothing was done")),
+                        reason::kWipeStateNotPersisted);
     }
     have_record_ = true;
   }
   FenceLocked();
-  ASSIGN_OR_RETURN(*result.mutable_wipe(), RunLocked());
+  absl::StatusOr<nodeward::v1::WipeResult> done = RunLocked();
+  if (!done.ok()) return WithDefaultReason(done.status(), reason::kWipeIncomplete);
+  *result.mutable_wipe() = std::move(done).value();
   return result;
 }
 
 absl::StatusOr<nodeward::v1::CommandResult> RefuseAfterWipe::Apply(const VerifiedCommand& command) {
   if (wipe_->wiped()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        command.command_type, ": this node was wiped and takes no new volumes or keys"));
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          command.command_type,
+                          ": this node was wiped and takes no new volumes or keys")),
+                      reason::kWipeStarted);
   }
   return inner_->Apply(command);
 }

@@ -27,6 +27,7 @@ namespace nodeward::testing {
 namespace {
 
 using absl::StatusCode;
+using nodeward::v1::HealthReport;
 
 class AgentE2eTest : public ::testing::Test {
  protected:
@@ -48,8 +49,8 @@ TEST_F(AgentE2eTest, SignedPingSucceedsAndSigtermExitsZero) {
   EXPECT_FALSE(out.result.replayed());
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
-  EXPECT_EQ(st->state(), "SERVING");
-  EXPECT_EQ(st->high_water_mark(), 1u);
+  EXPECT_EQ(HealthReport::State_Name(st->health().state()), "SERVING");
+  EXPECT_EQ(st->health().commands().high_water_mark(), 1u);
   EXPECT_EQ(st->listen_address(), agent_.target());
   EXPECT_EQ(agent_.Stop(SIGTERM), 0);
 }
@@ -109,7 +110,7 @@ TEST_F(AgentE2eTest, HandshakeFailsWithoutAValidClientCertificate) {
   // None of them reached the pipeline.
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
-  EXPECT_EQ(st->commands_applied() + st->commands_rejected(), 0u);
+  EXPECT_EQ(st->health().commands().applied() + st->health().commands().rejected(), 0u);
   EXPECT_THAT(Send(agent_.Ping(1)).status, IsOk());
 }
 
@@ -215,9 +216,9 @@ TEST_F(AgentE2eTest, ExactReplayAfterRestartAppliesNothing) {
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
   // Counters continue from the audit file: the first apply is still counted.
-  EXPECT_EQ(st->commands_applied(), 1u);
-  EXPECT_EQ(st->commands_replayed(), 1u);
-  EXPECT_EQ(st->high_water_mark(), 1u);
+  EXPECT_EQ(st->health().commands().applied(), 1u);
+  EXPECT_EQ(st->health().commands().replayed(), 1u);
+  EXPECT_EQ(st->health().commands().high_water_mark(), 1u);
   ASSERT_EQ(st->recent_commands_size(), 2);
   EXPECT_EQ(st->recent_commands(0).decision(), "replayed");
   EXPECT_EQ(st->recent_commands(1).decision(), "applied");
@@ -236,18 +237,19 @@ TEST_F(AgentE2eTest, JournalWriteFailureRefusesBeforeApply) {
   EXPECT_EQ(out.reason, reason::kStateUnavailable);
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
-  EXPECT_EQ(st->state(), "DEGRADED");
-  EXPECT_EQ(st->high_water_mark(), 1u);
-  EXPECT_EQ(st->commands_applied(), 1u);  // the Ping before the restart
-  ASSERT_GT(st->degraded_reasons_size(), 0);
-  EXPECT_TRUE(absl::StrContains(st->degraded_reasons(0), "STATE_UNAVAILABLE"));
+  EXPECT_EQ(HealthReport::State_Name(st->health().state()), "NOT_ACCEPTING");
+  EXPECT_EQ(st->health().commands().high_water_mark(), 1u);
+  EXPECT_EQ(st->health().commands().applied(), 1u);  // the Ping before the restart
+  ASSERT_GT(st->health().conditions_size(), 0);
+  EXPECT_EQ(st->health().conditions(0).type(), nodeward::v1::Condition::STATE_UNAVAILABLE);
+  EXPECT_FALSE(st->health().accepting_commands());
   // Still serving reads and refusing commands; a restart with room recovers.
   EXPECT_EQ(Send(agent_.Ping(3)).reason, reason::kStateUnavailable);
   ASSERT_EQ(agent_.Stop(SIGTERM), 0);
   StartAgent();
   auto st2 = agent_.Status();
   ASSERT_THAT(st2, IsOk());
-  EXPECT_EQ(st2->high_water_mark(), 1u);
+  EXPECT_EQ(st2->health().commands().high_water_mark(), 1u);
   EXPECT_THAT(Send(agent_.Ping(2)).status, IsOk());
 }
 
@@ -257,7 +259,8 @@ TEST_F(AgentE2eTest, UnwritableStateDirAtStartupRefusesCommands) {
   EXPECT_EQ(out.reason, reason::kStateUnavailable);
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
-  EXPECT_EQ(st->state(), "DEGRADED");
+  EXPECT_EQ(HealthReport::State_Name(st->health().state()), "NOT_ACCEPTING");
+  EXPECT_FALSE(st->health().accepting_commands());
 }
 
 TEST_F(AgentE2eTest, SighupReloadsTrustAndKeepsOldTrustOnBadConfig) {
@@ -278,7 +281,7 @@ TEST_F(AgentE2eTest, SighupReloadsTrustAndKeepsOldTrustOnBadConfig) {
   ASSERT_THAT(agent_.Reload(/*write_config=*/false), IsOk());
   auto st = agent_.Status();
   ASSERT_THAT(st, IsOk());
-  EXPECT_FALSE(st->last_reload_error().empty());
+  EXPECT_FALSE(st->health().commands().last_reload_error().empty());
   EXPECT_THAT(Send(agent_.Ping(3, &second)).status, IsOk());
 }
 
@@ -308,8 +311,8 @@ TEST_F(AgentE2eTest, WatchHealthStreamsAfterEachCommand) {
   EXPECT_EQ(r.boot_id(), agent_.boot_id());
   ASSERT_THAT(Send(agent_.Ping(1)).status, IsOk());
   ASSERT_TRUE(reader->Read(&r));
-  EXPECT_EQ(r.commands_applied(), 1u);
-  EXPECT_EQ(r.high_water_mark(), 1u);
+  EXPECT_EQ(r.commands().applied(), 1u);
+  EXPECT_EQ(r.commands().high_water_mark(), 1u);
   EXPECT_FALSE(reader->Read(&r));
   EXPECT_TRUE(reader->Finish().ok());
 }
@@ -375,7 +378,12 @@ TEST_F(AgentE2eTest, ProvisionBackupKeyInstallsKeyFiles) {
   // A private key that does not match: refused, nothing installed.
   auto bad = Send(make(1, other));
   EXPECT_EQ(bad.status.code(), StatusCode::kInvalidArgument) << bad.status;
-  EXPECT_EQ(bad.reason, reason::kApplyFailed);
+  EXPECT_EQ(bad.reason, reason::kBackupKeyInvalid);
+  // The refusal's CommandResult trailer: the enum, and the sequence is used.
+  EXPECT_EQ(bad.result.reason(), nodeward::v1::BACKUP_KEY_INVALID);
+  EXPECT_TRUE(bad.result.sequence_consumed());
+  EXPECT_EQ(bad.result.sequence(), 1u);
+  EXPECT_EQ(bad.result.code(), static_cast<int>(StatusCode::kInvalidArgument));
   const std::string dir = agent_.config().state_dir() + "/backup-keys/pg-main";
   struct stat st;
   EXPECT_NE(stat((dir + "/current").c_str(), &st), 0);

@@ -124,14 +124,14 @@ TEST(HardeningE2eTest, WipeReceiptCannotBeForgedFromATls12Handshake) {
   // The agent's signing key, as an orchestrator pins it from status/health.
   absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
   ASSERT_THAT(st, IsOk());
-  ASSERT_EQ(st->signing_public_key().size(), 32u);
+  ASSERT_EQ(st->health().wipe().signing_public_key().size(), 32u);
   std::string b64;
-  absl::Base64Escape(st->signing_public_key(), &b64);
+  absl::Base64Escape(st->health().wipe().signing_public_key(), &b64);
   const std::string key_file = agent.dir() + "/signing.pub";
   std::ofstream(key_file) << b64 << "\n";
   absl::StatusOr<Ed25519PublicKey> pinned = wipe::ParseSigningPublicKey(b64);
   ASSERT_THAT(pinned, IsOk());
-  EXPECT_EQ(pinned->key_id(), st->signing_key_id());
+  EXPECT_EQ(pinned->key_id(), st->health().wipe().signing_key_id());
 
   std::string out;
   for (const char* alg : {"ecdsa-sha256", "ed25519"}) {
@@ -157,7 +157,7 @@ TEST(HardeningE2eTest, WipeReceiptCannotBeForgedFromATls12Handshake) {
   ASSERT_THAT(agent.Start(), IsOk());
   absl::StatusOr<nodeward::v1::StatusReport> again = agent.Status();
   ASSERT_THAT(again, IsOk());
-  EXPECT_EQ(again->signing_key_id(), st->signing_key_id());
+  EXPECT_EQ(again->health().wipe().signing_key_id(), st->health().wipe().signing_key_id());
   struct stat sb;
   ASSERT_EQ(stat((agent.dir() + "/state/signing.key").c_str(), &sb), 0);
   EXPECT_EQ(sb.st_mode & 0777, 0600u);
@@ -346,7 +346,9 @@ TEST(HardeningE2eTest, HalfOpenConnectionFloodDoesNotSilenceTheAgent) {
   EXPECT_TRUE(PingWithin(agent, 2, absl::Seconds(5))) << "after the flood\n" << agent.Log();
   absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
   ASSERT_THAT(st, IsOk());
-  for (const auto& r : st->degraded_reasons()) EXPECT_EQ(r.find("LISTENER_DOWN"), std::string::npos) << r;
+  for (const auto& c : st->health().conditions()) {
+    EXPECT_NE(c.type(), nodeward::v1::Condition::LISTENER_DOWN) << c.message();
+  }
 }
 
 }  // namespace
@@ -374,9 +376,12 @@ TEST(HardeningE2eTest, DeadListenerIsReportedAndStopsTheWatchdog) {
     absl::SleepFor(absl::Milliseconds(500));
     absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
     if (!st.ok()) continue;
-    for (const auto& r : st->degraded_reasons()) {
-      if (absl::StrContains(r, "LISTENER_DOWN")) down = true;
-      last = r;
+    for (const auto& c : st->health().conditions()) {
+      if (c.type() == nodeward::v1::Condition::LISTENER_DOWN) down = true;
+      last = c.message();
+    }
+    if (down) {
+      EXPECT_FALSE(st->health().accepting_commands());
     }
   }
   ASSERT_TRUE(down) << last << "\n" << agent.Log();

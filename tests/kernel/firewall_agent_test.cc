@@ -424,8 +424,8 @@ TEST_F(FirewallAgentTest, ForeignDropIsReported) {
     if (absl::StrContains(status, "FIREWALL_FOREIGN_DROP")) break;
     usleep(20000);
   }
-  EXPECT_TRUE(absl::StrContains(status, "FIREWALL_FOREIGN_DROP: table ip other chain early "
-                                        "(hook input, priority -10): 1 drop/reject rules"))
+  EXPECT_TRUE(absl::StrContains(status, "FIREWALL_FOREIGN_DROP [table ip other chain early "
+                                        "(hook input, priority -10): 1 drop/reject rules]"))
       << status;
   EXPECT_FALSE(net_.CanConnect(2, 7443));  // really dropped: hence the report
   Nft("delete table ip other");

@@ -223,6 +223,11 @@ check "unit enabled by the package, active, Type=notify READY" \
   bash -c "[ \"\$(python3 $qga $work/qga.sock systemctl is-enabled nodeward-agent.service nodeward-firewall.service nodeward-status.socket | sort -u)\" = enabled ]"
 check "health SERVING over mTLS through hostfwd" \
   bash -c "'$ctl' watch ${conn[*]} --count 1 | grep -q 'SERVING'"
+check "health over the status socket: SERVING, clock state read through the sandbox (adjtimex allowed)" \
+  bash -c "python3 $qga $work/qga.sock nodewardctl health --json > $work/health.json; cat $work/health.json;
+           grep -q '\"state\": \"SERVING\"' $work/health.json &&
+           grep -q '\"clock_max_error_us\"' $work/health.json &&
+           ! grep -q HOST_PROBE_FAILED $work/health.json"
 check "nodeward-firewall.service ran before the network (baseline in force)" \
   bash -c "python3 $qga $work/qga.sock systemctl show -P Result nodeward-firewall.service | grep -qx success &&
            python3 $qga $work/qga.sock nft list chain inet nodeward input | grep -q 'policy drop'"
@@ -242,7 +247,7 @@ out="$(fw 2 5)"
 check "ApplyFirewall generation 2 with a 5 s deadline applied" has APPLIED "$out"
 sleep 8
 check "unconfirmed generation 2 rolled back to 1" \
-  bash -c "python3 $qga $work/qga.sock nodewardctl status --json | grep -q '\"firewall_generation\": \"1\"'"
+  bash -c "python3 $qga $work/qga.sock nodewardctl status --json | grep -q '\"generation\": \"1\"'"
 
 vol() {  # vol ID SERIAL MAPPER MOUNT FS
   send "\"setup_volume\": {\"volume_id\": \"$1\", \"device\": \"serial:$2\", \"mapper_name\": \"$3\",

@@ -53,11 +53,11 @@ class Builder {
     Opt("out", "output file (default stdout)");
     return *this;
   }
-  Builder& Target() {
-    Opt("target", "the agent, HOST:PORT", true);
-    Opt("ca", "CA bundle that issued the agent's certificate (PEM)", true);
-    Opt("cert", "this client's certificate (PEM)", true);
-    Opt("key", "this client's private key (PEM)", true);
+  Builder& Target(bool required = true) {
+    Opt("target", "the agent, HOST:PORT", required);
+    Opt("ca", "CA bundle that issued the agent's certificate (PEM)", required);
+    Opt("cert", "this client's certificate (PEM)", required);
+    Opt("key", "this client's private key (PEM)", required);
     Opt("server-name", "name to check in the agent's certificate (default: HOST)");
     return *this;
   }
@@ -97,6 +97,14 @@ std::variant<Args, int> ParseCommandLine(int argc, char** argv) {
   auto [status, st] = sub(&app, "status", "the agent's status from its local socket (on the VM)");
   st->Opt("socket", "status socket (default /run/nodeward/status.sock)")
       .Flag("json", "the whole report as JSON");
+
+  auto [health, he] = sub(&app, "health",
+                          "one health report, from the local socket or (--target) over mTLS; "
+                          "exit 0 when it accepts commands, 1 when not");
+  (void)health;
+  he->Opt("socket", "status socket (default /run/nodeward/status.sock)")
+      .Target(/*required=*/false)
+      .Flag("json", "the report as JSON (proto field names)");
 
   auto [audit, au] = sub(&app, "audit", "the audit log");
   audit->require_subcommand(1);
@@ -161,7 +169,9 @@ std::variant<Args, int> ParseCommandLine(int argc, char** argv) {
 
   auto [watch, wa] = sub(&app, "watch", "stream health reports");
   (void)watch;
-  wa->Target().Opt("count", "stop after N reports");
+  wa->Target()
+      .Opt("count", "stop after N reports")
+      .Opt("min-interval-ms", "no two reports closer than this; bursts are coalesced");
 
   auto [receipt, rc] = sub(&app, "wipe-receipt", "wipe receipts");
   receipt->require_subcommand(1);

@@ -95,6 +95,14 @@ ExecuteOutcome ExecuteCommand(grpc::Channel* channel, const nodeward::v1::Signed
   auto md = ctx.GetServerTrailingMetadata();
   auto it = md.find("nodeward-reason");
   if (it != md.end()) out.reason = std::string(it->second.data(), it->second.size());
+  if (!s.ok()) {
+    out.result.Clear();
+    auto r = md.find("nodeward-result-bin");
+    if (r != md.end() &&
+        !out.result.ParseFromString(std::string(r->second.data(), r->second.size()))) {
+      out.result.Clear();
+    }
+  }
   return out;
 }
 

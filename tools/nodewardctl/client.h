@@ -53,6 +53,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::strin
 struct ExecuteOutcome {
   absl::Status status;    // gRPC status mapped 1:1
   std::string reason;     // "nodeward-reason" trailer, if any
+  // An applied command's result; for a refusal, the "nodeward-result-bin"
+  // trailer (reason, code, message, sequence_consumed).
   nodeward::v1::CommandResult result;
 };
 

@@ -35,6 +35,7 @@
 #include "tools/nodewardctl/cli.h"
 #include "tools/nodewardctl/client.h"
 #include "tools/nodewardctl/dev_pki.h"
+#include "tools/nodewardctl/report_text.h"
 
 namespace nodeward {
 namespace {
@@ -158,7 +159,9 @@ int Send(const Args& a) {
     absl::string_view msg = out.status.message();
     absl::ConsumePrefix(&msg, out.reason + ": ");
     std::cout << "REJECTED code=" << absl::StatusCodeToString(out.status.code())
-              << " reason=" << (out.reason.empty() ? "-" : out.reason) << ": " << msg << "\n";
+              << " reason=" << (out.reason.empty() ? "-" : out.reason)
+              << " sequence_consumed=" << (out.result.sequence_consumed() ? "yes" : "no") << ": "
+              << msg << "\n";
     return 2;
   }
   std::cout << (out.result.replayed() ? "REPLAYED (recorded outcome, nothing applied) "
@@ -178,6 +181,11 @@ int Watch(const Args& a) {
   grpc::ClientContext ctx;
   nodeward::v1::WatchHealthRequest req;
   req.set_max_reports(count);
+  uint32_t interval = 0;
+  if (a.Has("min-interval-ms") && !absl::SimpleAtoi(a.Get("min-interval-ms"), &interval)) {
+    return Fail(absl::InvalidArgumentError("watch: --min-interval-ms is not a number"));
+  }
+  req.set_min_interval_ms(interval);
   auto reader = stub->WatchHealth(&ctx, req);
   nodeward::v1::HealthReport r;
   while (reader->Read(&r)) std::cout << ToJsonLine(r) << std::endl;
@@ -217,99 +225,59 @@ absl::StatusOr<std::string> ReadStatusSocket(const std::string& path) {
   return out;
 }
 
-std::string FormatTime(const google::protobuf::Timestamp& t) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(t.seconds()),
-                          absl::UTCTimeZone());
-}
-
-int Status(const Args& a) {
+absl::StatusOr<nodeward::v1::StatusReport> ReadStatus(const Args& a) {
   std::string path = a.Get("socket", "/run/nodeward/status.sock");
   absl::StatusOr<std::string> raw = ReadStatusSocket(path);
-  if (!raw.ok()) return Fail(raw.status());
+  if (!raw.ok()) return raw.status();
   nodeward::v1::StatusReport r;
   absl::Status s = ParseJson(*raw, &r, "status");
   if (!s.ok()) {
-    std::cerr << "nodewardctl: agent said: " << absl::StripAsciiWhitespace(*raw) << "\n";
-    return 1;
+    return absl::UnavailableError(
+        absl::StrCat("agent said: ", absl::StripAsciiWhitespace(*raw)));
   }
+  return r;
+}
+
+int Status(const Args& a) {
+  absl::StatusOr<nodeward::v1::StatusReport> r = ReadStatus(a);
+  if (!r.ok()) return Fail(r.status());
   if (a.Has("json")) {
-    std::cout << ToJsonPretty(r) << "\n";
-    return 0;
-  }
-  std::cout << "nodeward-agent " << r.version() << "  node " << r.node_id() << "  boot "
-            << r.boot_id() << "\n"
-            << "state:          " << r.state() << "\n";
-  for (const auto& d : r.degraded_reasons()) std::cout << "  degraded:     " << d << "\n";
-  std::cout << "uptime:         " << r.uptime_seconds() << " s (since "
-            << FormatTime(r.started_at()) << ")\n"
-            << "listening on:   " << r.listen_address() << " (mTLS)\n"
-            << "last sequence:  " << r.high_water_mark() << "\n"
-            << "commands:       " << r.commands_applied() << " applied, " << r.commands_rejected()
-            << " rejected, " << r.commands_replayed() << " replayed\n"
-            << "firewall:       "
-            << (r.firewall_enabled() ? absl::StrCat("generation ", r.firewall_generation())
-                                     : std::string("disabled"))
-            << (r.firewall_awaiting_confirmation() ? " (awaiting confirmation)" : "")
-            << (r.firewall_enabled() && r.firewall_highest_generation() > r.firewall_generation()
-                    ? absl::StrCat(" (highest applied ", r.firewall_highest_generation(),
-                                   ": the next must exceed it)")
-                    : std::string())
-            << (r.firewall_rollbacks() != 0
-                    ? absl::StrCat(", ", r.firewall_rollbacks(), " rollbacks; last: ",
-                                   r.firewall_last_rollback())
-                    : std::string())
-            << "\n";
-  if (r.firewall_enabled()) {
-    std::cout << "  kernel table: " << r.firewall_ipv4_intervals() << " IPv4 + "
-              << r.firewall_ipv6_intervals() << " IPv6 intervals, sha256 "
-              << r.firewall_content_hash().substr(0, 16) << "…, verified "
-              << FormatTime(r.firewall_last_verified()) << "\n"
-              << "  drift repairs: " << r.firewall_drift_repairs()
-              << (r.firewall_last_drift().empty() ? "" : "; last: ") << r.firewall_last_drift()
-              << "\n";
-    if (!r.firewall_error().empty()) std::cout << "  error:        " << r.firewall_error() << "\n";
-  }
-  // Volumes and the wipe: what `--json` had and the text left out.
-  std::cout << "volumes:        " << (r.volumes().empty() ? std::string("none") : absl::StrCat(r.volumes_size()))
-            << "\n";
-  for (const auto& v : r.volumes()) {
-    std::cout << "  " << v.volume_id() << "  "
-              << nodeward::v1::VolumeStatus::State_Name(v.state()) << "  " << v.device() << " -> "
-              << (v.device_path().empty() ? "?" : v.device_path()) << "  /dev/mapper/"
-              << v.mapper_name() << "  " << v.filesystem() << " on " << v.mount_point();
-    if (v.size_bytes() != 0) {
-      std::cout << "  " << v.used_bytes() / (1 << 20) << " of " << v.size_bytes() / (1 << 20)
-                << " MiB used";
-    }
-    if (!v.cipher().empty()) std::cout << "  " << v.cipher() << "/" << v.key_bits();
-    std::cout << "\n";
-    if (!v.reason().empty()) std::cout << "    " << v.reason() << "\n";
-  }
-  std::cout << "wipe:           " << (r.wipe().empty() ? std::string("not requested") : r.wipe())
-            << "\n";
-  std::cout
-            << "trusted keys:   " << r.trusted_keys() << " (loaded "
-            << FormatTime(r.trust_loaded_at()) << ")\n";
-  if (!r.last_reload_error().empty()) {
-    std::cout << "last reload:    FAILED: " << r.last_reload_error() << "\n";
-  }
-  {
-    std::string b64;
-    absl::Base64Escape(r.signing_public_key(), &b64);
-    std::cout << "signing key:    "
-              << (r.signing_key_id().empty() ? std::string("NOT LOADED")
-                                             : absl::StrCat(r.signing_key_id(), " (ed25519 ", b64,
-                                                            "; pin it to verify wipe receipts)"))
-              << "\n";
-  }
-  std::cout << "recent commands (newest first):\n";
-  for (const auto& c : r.recent_commands()) {
-    std::cout << "  " << FormatTime(c.time()) << "  seq " << c.sequence() << "  "
-              << (c.command_type().empty() ? "?" : c.command_type()) << "  " << c.decision()
-              << (c.reason().empty() ? "" : " " + c.reason()) << "  "
-              << (c.command_id().empty() ? "-" : c.command_id()) << "\n";
+    std::cout << ToJsonPretty(*r) << "\n";
+  } else {
+    PrintStatusText(*r, std::cout);
   }
   return 0;
+}
+
+// One health report: from the local socket, or (--target) over mTLS.
+int Health(const Args& a) {
+  nodeward::v1::HealthReport h;
+  if (a.Has("target")) {
+    auto channel = Channel(a);
+    if (!channel.ok()) return Fail(channel.status());
+    auto stub = nodeward::v1::NodeAgent::NewStub(*channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    nodeward::v1::WatchHealthRequest req;
+    req.set_max_reports(1);
+    auto reader = stub->WatchHealth(&ctx, req);
+    const bool got = reader->Read(&h);
+    grpc::Status s = reader->Finish();
+    if (!got || !s.ok()) {
+      return Fail(absl::UnavailableError(absl::StrCat("health: ", s.error_message())));
+    }
+  } else {
+    absl::StatusOr<nodeward::v1::StatusReport> r = ReadStatus(a);
+    if (!r.ok()) return Fail(r.status());
+    h = r->health();
+  }
+  if (a.Has("json")) {
+    std::cout << ToJsonPretty(h) << "\n";
+  } else {
+    PrintHealthText(h, std::cout);
+  }
+  // Like a probe: 0 accepting commands, 1 not.
+  return h.accepting_commands() ? 0 : 1;
 }
 
 int AuditVerify(const Args& a) {
@@ -374,6 +342,7 @@ int Run(int argc, char** argv) {
   if (cmd == "send") return Send(a);
   if (cmd == "watch") return Watch(a);
   if (cmd == "status") return Status(a);
+  if (cmd == "health") return Health(a);
   if (cmd == "backup") {
     return RunBackupCommand({a.positional.begin() + 1, a.positional.end()}, a.values);
   }

@@ -25,6 +25,10 @@ class CountingHandler final : public CommandHandler {
     ++*count_;
     if (c.command.ping().note() == "slow" && clock_ != nullptr) clock_->Advance(absl::Milliseconds(250));
     if (c.command.ping().note() == "fail") return absl::InternalError("ping: told to fail");
+    if (c.command.ping().note() == "refuse") {
+      return WithReason(absl::FailedPreconditionError("ping: told to refuse"),
+                        reason::kFirewallGenerationStale);
+    }
     nodeward::v1::CommandResult r;
     r.mutable_ping()->set_note(c.command.ping().note());
     return r;
@@ -137,6 +141,42 @@ TEST_F(ProcessorTest, ReplayReturnsRecordedOutcomeWithoutApplying) {
   EXPECT_EQ(applied_, 1);
 }
 
+// Issue 14 point 2: a handler's own reason reaches the caller (not
+// APPLY_FAILED), the refusal says its sequence number is used up, the audit
+// calls it "failed"; a refusal before the ledger consumes nothing and is
+// "rejected"; the refusal names the command it answers.
+TEST_F(ProcessorTest, HandlerReasonsAndConsumedSequenceAreReported) {
+  auto c = f_.Ping(1, clock_.Now());
+  c.mutable_ping()->set_note("refuse");
+  const std::string bytes = f_.Sign(c);
+  absl::StatusOr<nodeward::v1::CommandResult> r = processor_->Execute(bytes, "p");
+  EXPECT_THAT(r, Rejected(StatusCode::kFailedPrecondition, reason::kFirewallGenerationStale));
+  EXPECT_TRUE(SequenceConsumed(r.status()));
+  auto named = r.status().GetPayload(kRefusalResultUrl);
+  ASSERT_TRUE(named.has_value());
+  nodeward::v1::CommandResult refusal;
+  ASSERT_TRUE(refusal.ParseFromString(std::string(*named)));
+  EXPECT_EQ(refusal.command_id(), c.command_id());
+  EXPECT_EQ(refusal.sequence(), 1u);
+  // The exact replay: the recorded refusal, still consumed.
+  absl::StatusOr<nodeward::v1::CommandResult> again = processor_->Execute(bytes, "p");
+  EXPECT_THAT(again, Rejected(StatusCode::kFailedPrecondition, reason::kFirewallGenerationStale));
+  EXPECT_TRUE(SequenceConsumed(again.status()));
+  // A new command with the same sequence: refused by the ledger, not consumed.
+  auto reused = f_.Ping(1, clock_.Now());
+  reused.set_command_id("00000000-0000-4000-8000-0000000000fe");
+  absl::StatusOr<nodeward::v1::CommandResult> stale = Send(reused);
+  EXPECT_THAT(stale, Rejected(StatusCode::kAlreadyExists, reason::kSequenceReplayed));
+  EXPECT_FALSE(SequenceConsumed(stale.status()));
+  EXPECT_EQ(processor_->Stats().high_water_mark, 1u);
+  auto recent = processor_->Stats().recent;
+  ASSERT_EQ(recent.size(), 3u);
+  EXPECT_EQ(recent[0].decision(), "rejected");
+  EXPECT_EQ(recent[1].decision(), "replayed");
+  EXPECT_EQ(recent[2].decision(), "failed");
+  EXPECT_EQ(recent[2].reason(), reason::kFirewallGenerationStale);
+}
+
 TEST_F(ProcessorTest, FailedApplyIsRecordedAndReplayedAsFailure) {
   auto c = f_.Ping(1, clock_.Now());
   c.mutable_ping()->set_note("fail");
@@ -156,8 +196,7 @@ TEST_F(ProcessorTest, JournalFailureRefusesBeforeApply) {
   EXPECT_EQ(applied_, 0);
   auto stats = processor_->Stats();
   EXPECT_EQ(stats.high_water_mark, 0u);
-  ASSERT_FALSE(stats.degraded_reasons.empty());
-  EXPECT_NE(stats.degraded_reasons[0].find("STATE_UNAVAILABLE"), std::string::npos);
+  EXPECT_FALSE(stats.state_error.empty());
 }
 
 TEST_F(ProcessorTest, RejectionsAreAuditedWithReason) {
@@ -188,8 +227,7 @@ TEST_F(ProcessorTest, AuditWriteFailureRefusesStateChangingCommands) {
   // Applied (its outcome is journaled) but its audit line failed.
   ASSERT_THAT(Send(f_.Ping(2, clock_.Now())), IsOk());
   auto stats = processor_->Stats();
-  ASSERT_FALSE(stats.degraded_reasons.empty());
-  EXPECT_NE(stats.degraded_reasons.back().find("AUDIT_UNAVAILABLE"), std::string::npos);
+  EXPECT_FALSE(stats.audit_error.empty());
   EXPECT_THAT(Send(f_.Ping(3, clock_.Now())),
               Rejected(StatusCode::kUnavailable, reason::kAuditUnavailable));
   EXPECT_EQ(applied_, 2);
@@ -197,7 +235,7 @@ TEST_F(ProcessorTest, AuditWriteFailureRefusesStateChangingCommands) {
 
   audit_fs_.ClearFailures();
   ASSERT_THAT(Send(f_.Ping(3, clock_.Now())), IsOk());
-  EXPECT_TRUE(processor_->Stats().degraded_reasons.empty());
+  EXPECT_TRUE(processor_->Stats().audit_error.empty());
   const std::string audit = audit_fs_.Content("/state/audit.jsonl");
   ASSERT_THAT(VerifyAuditChain(audit), IsOk());
   EXPECT_NE(audit.find("audit_resumed"), std::string::npos);

@@ -14,7 +14,7 @@ using testing::StatusIs;
 TEST(CheckNoUnknownsTest, AcceptsKnownContent) {
   nodeward::v1::HealthReport r;
   r.set_state(nodeward::v1::HealthReport::SERVING);
-  r.add_degraded_reasons("x");
+  r.add_conditions()->set_message("x");
   EXPECT_THAT(CheckNoUnknowns(r), IsOk());
 }
 
