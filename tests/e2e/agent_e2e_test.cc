@@ -92,7 +92,10 @@ TEST_F(AgentE2eTest, RejectionsCarryReasonTrailer) {
 
 TEST_F(AgentE2eTest, HandshakeFailsWithoutAValidClientCertificate) {
   StartAgent();
-  for (const char* client : {"other-ca-client", "expired-client", "not-yet-valid-client"}) {
+  // server-eku-client: extendedKeyUsage serverAuth only (docs/transport.md:
+  // a client certificate needs clientAuth or no EKU at all).
+  for (const char* client :
+       {"other-ca-client", "expired-client", "not-yet-valid-client", "server-eku-client"}) {
     auto out = Send(agent_.Ping(1), client);
     EXPECT_EQ(out.status.code(), StatusCode::kUnavailable) << client << ": " << out.status;
   }

@@ -19,7 +19,7 @@ expect_exit() {  # expect_exit CODE command...
 
 echo "== --help everywhere"
 for cmd in "" status audit "audit verify" backup "backup keygen" "backup encrypt" \
-           "backup decrypt" "backup inspect" keygen dev-pki send watch wipe-receipt \
+           "backup decrypt" "backup inspect" keygen dev-pki send watch health wipe-receipt \
            "wipe-receipt verify"; do
   # shellcheck disable=SC2086
   expect_exit 0 "$ctl" $cmd --help

@@ -215,6 +215,11 @@ absl::Status GenerateDevPki(const DevPkiOptions& o) {
   wrong_san.san = "URI:spiffe://nodeward.dev/somebody-else";
   CertPtr ws = MakeCert(wrong_san, k4.get(), ca.get(), ca_key.get());
   if (s = WritePair(o.out_dir, "wrong-san-client", ws.get(), k4.get()); !s.ok()) return s;
+  KeyPtr k6 = NewKey();
+  CertSpec server_eku = client;  // a client certificate made for servers only
+  server_eku.eku = "serverAuth";
+  CertPtr se = MakeCert(server_eku, k6.get(), ca.get(), ca_key.get());
+  if (s = WritePair(o.out_dir, "server-eku-client", se.get(), k6.get()); !s.ok()) return s;
   KeyPtr k5 = NewKey();
   CertPtr revoked = MakeCert(client, k5.get(), ca.get(), ca_key.get());
   if (s = WritePair(o.out_dir, "revoked-client", revoked.get(), k5.get()); !s.ok()) return s;
