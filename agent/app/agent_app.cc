@@ -387,10 +387,10 @@ absl::Status AgentApp::StartGrpcStep() {
   // A connection that has not finished its TLS handshake in 5 s is closed
   // (gRPC's default is 120 s: a flood of silent connections would hold an
   // fd each that long); one idle for 10 minutes too; keepalive pings find
-  // dead peers (a WatchHealth stream of a vanished orchestrator) in ~30 s.
+  // dead peers (a WatchHealth stream of a vanished orchestrator) in <= 25 s.
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 10 * 60 * 1000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 15 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // gRPC's own buffers (reads, messages being received) are bounded in
@@ -562,7 +562,7 @@ AgentInfo AgentApp::Info() const {
     info.wipe = w.text;
     info.wipe_incomplete = w.incomplete;
   }
-  info.health_streams = static_cast<uint32_t>(publisher_.subscribers());
+  info.health_streams = static_cast<uint32_t>(publisher_.streams());
   SampleHost(&info);
   return info;
 }

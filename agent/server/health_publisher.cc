@@ -10,14 +10,12 @@ int HealthPublisher::Subscribe(Callback callback) {
     return id;
   }
   subscribers_.emplace(id, std::move(callback));
-  count_.store(static_cast<int>(subscribers_.size()));
   return id;
 }
 
 void HealthPublisher::Unsubscribe(int id) {
   absl::MutexLock lock(&mu_);
   subscribers_.erase(id);
-  count_.store(static_cast<int>(subscribers_.size()));
 }
 
 void HealthPublisher::Publish() {

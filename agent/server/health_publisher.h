@@ -23,8 +23,11 @@ class HealthPublisher {
   void Publish();
   // Tells every subscriber to finish; later subscribers are told at once.
   void Close();
-  // Streams subscribed now (read without the lock: a callback may ask).
-  int subscribers() const { return count_.load(); }
+  // WatchHealth streams open now: counted from the stream's start (before
+  // its first report) to its end. Lock-free: a report builder may ask.
+  void StreamOpened() { count_.fetch_add(1); }
+  void StreamClosed() { count_.fetch_sub(1); }
+  int streams() const { return count_.load(); }
 
  private:
   absl::Mutex mu_;

@@ -29,6 +29,7 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
         build_(std::move(build)),
         max_reports_(max_reports),
         min_interval_(min_interval) {
+    publisher_->StreamOpened();
     {
       absl::MutexLock lock(&mu_);
       WriteLocked();
@@ -51,6 +52,7 @@ class HealthWatcher final : public grpc::ServerWriteReactor<HealthReport> {
   }
   void OnDone() override {
     publisher_->Unsubscribe(id_);
+    publisher_->StreamClosed();
     bool cancel = false;
     {
       absl::MutexLock lock(&mu_);
