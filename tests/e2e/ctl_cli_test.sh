@@ -45,8 +45,11 @@ expect_exit 64 "$ctl"
 expect_exit 64 "$ctl" audit verify
 expect_exit 64 "$ctl" send --target 127.0.0.1:1 --ca a --cert b --key c --command '{}' --envelope e
 expect_exit 64 "$ctl" status --jsno
+expect_exit 64 "$ctl" health --jsno
+expect_exit 64 "$ctl" watch --target 127.0.0.1:1 --ca a --cert b --key c --min-interval-ms
 # Not a usage error: the command ran and failed.
 expect_exit 1 "$ctl" status --socket "$t/none.sock"
+expect_exit 1 "$ctl" health --socket "$t/none.sock"
 
 echo "== keygen --role, dev-pki --server-san"
 expect_exit 0 "$ctl" keygen --out "$t/dec" --role decommission --role auditor

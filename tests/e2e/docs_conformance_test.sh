@@ -68,6 +68,12 @@ grep -q 'REJECTED code=ALREADY_EXISTS reason=SEQUENCE_REPLAYED sequence_consumed
 echo "== the status socket protocol, and the signing key pinned from health"
 "$py" "$docs" status "$t/status.sock" "$t/health.json"
 
+"$ctl" health --socket "$t/status.sock" --json > "$t/health-ctl.json" || fail "health exit $?"
+"$py" -c 'import json,sys; h=json.load(open(sys.argv[1])); assert h["accepting_commands"] and h["state"]=="SERVING", h' \
+  "$t/health-ctl.json" || fail "nodewardctl health --json: $(cat "$t/health-ctl.json")"
+"$ctl" health "${conn[@]}" > "$t/health-remote.txt" || fail "health over mTLS exit $?"
+grep -q '^state: *SERVING (accepting commands)' "$t/health-remote.txt" || fail "$(cat "$t/health-remote.txt")"
+
 echo "== a wipe's receipt, verified by the recipe against the pinned key"
 "$ctl" send "${conn[@]}" --signing-key "$t/orch.key" --boot-id-file /proc/sys/kernel/random/boot_id \
   --command '{"node_id": "docs-node", "sequence": 2, "wipe": {"reason": "docs conformance"}}' \
