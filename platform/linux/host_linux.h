@@ -5,8 +5,9 @@
 
 namespace nodeward::platform {
 
-// sysinfo(2), /proc/meminfo's MemAvailable, adjtimex(2) (read-only),
-// statvfs(3).
+// sysinfo(2), /proc/meminfo's MemAvailable, adjtimex(3) (read-only; glibc
+// makes it the clock_adjtime(2) syscall, which the unit's seccomp filter
+// allows), statvfs(3).
 class LinuxHostProbe final : public HostProbe {
  public:
   absl::StatusOr<HostSample> Sample() override;
