@@ -70,6 +70,15 @@ class FileSystem {
   virtual absl::Status OverwriteInPlace(const std::string& path, absl::string_view data) = 0;
   // Removes an empty directory (OK if absent) and makes it durable.
   virtual absl::Status RemoveDirectory(const std::string& path) = 0;
+
+  // For certificates:
+  // Points the symlink `link` at `target` (stored as given, e.g. "v3")
+  // atomically: a new symlink beside it renamed over it (rename(2)), then the
+  // directory synced. A reader sees the old target or the new one.
+  virtual absl::Status ReplaceSymlink(const std::string& link, const std::string& target) = 0;
+  // The target of the symlink `path` (NOT_FOUND if absent;
+  // FAILED_PRECONDITION if it is anything but a symlink).
+  virtual absl::StatusOr<std::string> ReadSymlink(const std::string& path) = 0;
 };
 
 using FileSystemPtr = std::unique_ptr<FileSystem>;

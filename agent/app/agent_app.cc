@@ -247,6 +247,27 @@ absl::Status AgentApp::BuildPipelineStep() {
     handlers[type] = std::make_unique<wipe::RefuseAfterWipe>(wipe_, std::move(handlers[type]));
   }
   handlers["wipe"] = std::move(wipe_handler);
+  if (config_.certificates().targets_size() > 0) {
+    cert::CertOptions o;
+    o.targets.assign(config_.certificates().targets().begin(),
+                     config_.certificates().targets().end());
+    if (config_.certificates().clock_skew_seconds() != 0) {
+      o.clock_skew = absl::Seconds(config_.certificates().clock_skew_seconds());
+    }
+    o.state_dir = config_.state_dir();
+    o.node_id = identity_.node_id;
+    ASSIGN_OR_RETURN(std::unique_ptr<cert::CertificateManager> cm,
+                     cert::CertificateManager::Create({deps_.fs.get(), deps_.clock.get()},
+                                                      std::move(o)));
+    certs_ = cm.get();
+    handlers["request_certificate"] = std::move(cm);
+    handlers["install_certificate"] = std::make_unique<ForwardingHandler>(certs_);
+  } else {
+    for (const char* type : {"request_certificate", "install_certificate"}) {
+      handlers[type] = std::make_unique<DisabledHandler>(
+          "no certificate targets in this node's config (certificates.targets)");
+    }
+  }
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
       ledger_.get(), audit_.get(), std::move(handlers));
@@ -563,6 +584,7 @@ AgentInfo AgentApp::Info() const {
     info.wipe_incomplete = w.incomplete;
   }
   info.health_streams = static_cast<uint32_t>(publisher_.streams());
+  if (certs_ != nullptr) info.certificates = certs_->Status();
   SampleHost(&info);
   return info;
 }

@@ -16,6 +16,7 @@
 #include "agent/firewall/firewall_reconciler.h"
 #include "agent/volume/volume_manager.h"
 #include "agent/wipe/wipe.h"
+#include "agent/cert/cert_manager.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
 #include "agent/server/status_report.h"
@@ -155,6 +156,7 @@ class AgentApp {
   AgentDeps::Volumes volume_platform_;
   volume::VolumeManager* volumes_ = nullptr;  // owned by the handler map
   wipe::WipeHandler* wipe_ = nullptr;         // owned by the handler map
+  cert::CertificateManager* certs_ = nullptr;  // owned by the handler map
   std::thread firewall_watcher_;
   std::atomic<bool> stop_watch_{false};
   std::unique_ptr<AuditLog> audit_;

@@ -82,6 +82,20 @@ inline constexpr absl::string_view kWipeStateNotPersisted = "WIPE_STATE_NOT_PERS
 
 inline constexpr absl::string_view kBackupKeyInvalid = "BACKUP_KEY_INVALID";
 inline constexpr absl::string_view kBackupKeyStoreFailed = "BACKUP_KEY_STORE_FAILED";
+
+inline constexpr absl::string_view kCertTargetUnknown = "CERT_TARGET_UNKNOWN";
+inline constexpr absl::string_view kCertRequestInvalid = "CERT_REQUEST_INVALID";
+inline constexpr absl::string_view kCertNoPendingKey = "CERT_NO_PENDING_KEY";
+inline constexpr absl::string_view kCertPemInvalid = "CERT_PEM_INVALID";
+inline constexpr absl::string_view kCertChainTooLong = "CERT_CHAIN_TOO_LONG";
+inline constexpr absl::string_view kCertKeyMismatch = "CERT_KEY_MISMATCH";
+inline constexpr absl::string_view kCertNotYetValid = "CERT_NOT_YET_VALID";
+inline constexpr absl::string_view kCertExpired = "CERT_EXPIRED";
+inline constexpr absl::string_view kCertChainUntrusted = "CERT_CHAIN_UNTRUSTED";
+inline constexpr absl::string_view kCertSanNotAllowed = "CERT_SAN_NOT_ALLOWED";
+inline constexpr absl::string_view kCertUsageWrong = "CERT_USAGE_WRONG";
+inline constexpr absl::string_view kCertTargetForeign = "CERT_TARGET_FOREIGN";
+inline constexpr absl::string_view kCertStoreFailed = "CERT_STORE_FAILED";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

@@ -23,6 +23,8 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
       return {Condition::CRITICAL, true};
     case Condition::DRAINING:
       return {Condition::INFO, true};
+    case Condition::CERTIFICATE_EXPIRED:
+    case Condition::CERTIFICATE_INVALID:
     case Condition::FIREWALL_OUT_OF_SYNC:
     case Condition::FIREWALL_STATE_LOST:
     case Condition::VOLUME_KEY_LOST:
@@ -36,6 +38,7 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
     case Condition::SIGNING_KEY_UNAVAILABLE:
     case Condition::FIREWALL_FOREIGN_DROP:
     case Condition::FIREWALL_NOT_VERIFIED:
+    case Condition::CERTIFICATE_EXPIRING:
     case Condition::DISK_SPACE_LOW:
     case Condition::MEMORY_LOW:
       return {Condition::WARNING, false};
@@ -44,6 +47,7 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
     case Condition::FIREWALL_AWAITING_CONFIRMATION:
     case Condition::WIPED:
     case Condition::HOST_PROBE_FAILED:
+    case Condition::CERTIFICATE_RENEWAL_DUE:
       return {Condition::INFO, false};
     default:
       return {Condition::WARNING, false};

@@ -115,6 +115,27 @@ std::vector<Condition> EvaluateConditions(const AgentInfo& info, const Processor
   } else if (!info.wipe.empty()) {
     add(Condition::WIPED, "", info.wipe);
   }
+  for (const auto& c : info.certificates) {
+    const std::string until =
+        absl::StrCat("not after ", absl::FormatTime(absl::RFC3339_sec, FromTimestamp(c.not_after()),
+                                                    absl::UTCTimeZone()));
+    switch (c.state()) {
+      case nodeward::v1::CertificateHealth::RENEWAL_DUE:
+        add(Condition::CERTIFICATE_RENEWAL_DUE, c.target(), until);
+        break;
+      case nodeward::v1::CertificateHealth::EXPIRING:
+        add(Condition::CERTIFICATE_EXPIRING, c.target(), until);
+        break;
+      case nodeward::v1::CertificateHealth::EXPIRED:
+        add(Condition::CERTIFICATE_EXPIRED, c.target(), until);
+        break;
+      case nodeward::v1::CertificateHealth::INVALID:
+        add(Condition::CERTIFICATE_INVALID, c.target(), c.error());
+        break;
+      default:
+        break;
+    }
+  }
   AddHostConditions(info, p, &out);
   return out;
 }
@@ -156,6 +177,7 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   w->set_signing_public_key(info.signing_public_key);
   w->set_signing_key_id(info.signing_key_id);
   *r.mutable_host() = info.host;
+  for (const auto& c : info.certificates) *r.add_certificates() = c;
   return r;
 }
 

@@ -40,6 +40,7 @@ struct AgentInfo {
   nodeward::v1::HostHealth host;
   std::string host_error;
   uint32_t health_streams = 0;
+  std::vector<nodeward::v1::CertificateHealth> certificates;
 };
 
 // Every condition the facts show, unsorted and without `since`.

@@ -279,4 +279,28 @@ absl::Status LinuxFileSystem::RemoveDirectory(const std::string& path) {
   return SyncDirectory(DirName(path));
 }
 
+absl::Status LinuxFileSystem::ReplaceSymlink(const std::string& link, const std::string& target) {
+  const std::string tmp = absl::StrCat(link, ".new");
+  unlink(tmp.c_str());
+  if (symlink(target.c_str(), tmp.c_str()) != 0) return Errno(errno, "symlink", tmp);
+  if (rename(tmp.c_str(), link.c_str()) != 0) {
+    const int err = errno;
+    unlink(tmp.c_str());
+    return Errno(err, "rename over", link);
+  }
+  return SyncDirectory(DirName(link));
+}
+
+absl::StatusOr<std::string> LinuxFileSystem::ReadSymlink(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return Errno(errno, "lstat", path);
+  if (!S_ISLNK(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a symlink"));
+  }
+  char buf[4096];
+  const ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+  if (n < 0) return Errno(errno, "readlink", path);
+  return std::string(buf, static_cast<size_t>(n));
+}
+
 }  // namespace nodeward::platform

@@ -26,6 +26,8 @@ class LinuxFileSystem final : public FileSystem {
   absl::StatusOr<uint64_t> FileSize(const std::string& path) override;
   absl::Status OverwriteInPlace(const std::string& path, absl::string_view data) override;
   absl::Status RemoveDirectory(const std::string& path) override;
+  absl::Status ReplaceSymlink(const std::string& link, const std::string& target) override;
+  absl::StatusOr<std::string> ReadSymlink(const std::string& path) override;
 };
 
 }  // namespace nodeward::platform

@@ -49,6 +49,10 @@ class FakeAppendableFile final : public AppendableFile {
 
 absl::Status FakeFileSystem::MaybeFail() {
   if (fail_code_ == absl::StatusCode::kOk || fail_count_ == 0) return absl::OkStatus();
+  if (fail_skip_ > 0) {
+    --fail_skip_;
+    return absl::OkStatus();
+  }
   if (fail_count_ > 0) --fail_count_;
   return absl::Status(fail_code_, "injected failure");
 }
@@ -56,7 +60,7 @@ absl::Status FakeFileSystem::MaybeFail() {
 absl::StatusOr<std::string> FakeFileSystem::ReadFile(const std::string& path) {
   absl::MutexLock lock(&mu_);
   reads_.push_back(path);
-  auto it = files_.find(path);
+  auto it = files_.find(ResolveLocked(path));
   if (it == files_.end()) return absl::NotFoundError(absl::StrCat("open ", path));
   return it->second.data;
 }
@@ -64,7 +68,7 @@ absl::StatusOr<std::string> FakeFileSystem::ReadFile(const std::string& path) {
 absl::StatusOr<size_t> FakeFileSystem::ReadFileInto(const std::string& path, char* out,
                                                     size_t capacity) {
   absl::MutexLock lock(&mu_);
-  auto it = files_.find(path);
+  auto it = files_.find(ResolveLocked(path));
   if (it == files_.end()) return absl::NotFoundError(absl::StrCat("open ", path));
   if (it->second.data.size() > capacity) {
     return absl::OutOfRangeError(absl::StrCat("read ", path, ": larger than ", capacity));
@@ -146,10 +150,18 @@ std::vector<std::pair<std::string, std::string>> FakeFileSystem::overwrites() {
   return overwrites_;
 }
 
+void FakeFileSystem::FailAfter(int skip, absl::StatusCode code) {
+  absl::MutexLock lock(&mu_);
+  fail_code_ = code;
+  fail_count_ = 1;
+  fail_skip_ = skip;
+}
+
 void FakeFileSystem::FailNext(absl::StatusCode code, int count) {
   absl::MutexLock lock(&mu_);
   fail_code_ = code;
   fail_count_ = count;
+  fail_skip_ = 0;
 }
 
 void FakeFileSystem::FailAll(absl::StatusCode code) {
@@ -193,6 +205,35 @@ bool FakeFileSystem::Exists(const std::string& path) {
 int FakeFileSystem::sync_count() {
   absl::MutexLock lock(&mu_);
   return syncs_;
+}
+
+std::string FakeFileSystem::ResolveLocked(const std::string& path) const {
+  for (const auto& [link, target] : symlinks_) {
+    if (path.size() > link.size() && path.compare(0, link.size(), link) == 0 &&
+        path[link.size()] == '/') {
+      const std::string dir = link.substr(0, link.rfind('/'));
+      return absl::StrCat(dir, "/", target, path.substr(link.size()));
+    }
+  }
+  return path;
+}
+
+absl::Status FakeFileSystem::ReplaceSymlink(const std::string& link, const std::string& target) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = MaybeFail(); !s.ok()) return s;
+  if (files_.count(link) != 0) files_.erase(link);  // rename(2) replaces a file too
+  symlinks_[link] = target;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FakeFileSystem::ReadSymlink(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  auto it = symlinks_.find(path);
+  if (it != symlinks_.end()) return it->second;
+  if (files_.count(path) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a symlink"));
+  }
+  return absl::NotFoundError(absl::StrCat("lstat ", path));
 }
 
 }  // namespace nodeward::platform

@@ -32,11 +32,15 @@ class FakeFileSystem final : public FileSystem {
   absl::StatusOr<uint64_t> FileSize(const std::string& path) override;
   absl::Status OverwriteInPlace(const std::string& path, absl::string_view data) override;
   absl::Status RemoveDirectory(const std::string& path) override;
+  absl::Status ReplaceSymlink(const std::string& link, const std::string& target) override;
+  absl::StatusOr<std::string> ReadSymlink(const std::string& path) override;
   // Every overwrite, in order: (path, data written).
   std::vector<std::pair<std::string, std::string>> overwrites();
 
   // Fails the next `count` mutating operations with `code`.
   void FailNext(absl::StatusCode code, int count = 1);
+  // Lets `skip` operations succeed, then fails the next one.
+  void FailAfter(int skip, absl::StatusCode code);
   // Fails every mutating operation from now on (a full or read-only disk).
   void FailAll(absl::StatusCode code);
   void ClearFailures();
@@ -60,8 +64,13 @@ class FakeFileSystem final : public FileSystem {
 
   absl::Mutex mu_;
   std::map<std::string, File> files_ ABSL_GUARDED_BY(mu_);
+  // link path -> target as stored (relative to the link's directory).
+  std::map<std::string, std::string> symlinks_ ABSL_GUARDED_BY(mu_);
+  // `path` with a symlinked directory prefix replaced by its target.
+  std::string ResolveLocked(const std::string& path) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusCode fail_code_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
   int fail_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int fail_skip_ ABSL_GUARDED_BY(mu_) = 0;
   int syncs_ ABSL_GUARDED_BY(mu_) = 0;
   absl::StatusCode fail_sync_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
   std::vector<std::pair<std::string, std::string>> overwrites_ ABSL_GUARDED_BY(mu_);

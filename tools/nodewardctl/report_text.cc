@@ -117,6 +117,19 @@ void PrintHealthText(const HealthReport& r, std::ostream& out) {
                              "; pin it to verify wipe receipts)"))
       << "\n";
   PrintHost(r.host(), out);
+  out << "certificates:   " << (r.certificates().empty() ? std::string("none managed")
+                                                         : absl::StrCat(r.certificates_size()))
+      << "\n";
+  for (const auto& c : r.certificates()) {
+    out << "  " << c.target() << "  " << nodeward::v1::CertificateHealth::State_Name(c.state());
+    if (c.version() != 0) {
+      out << "  v" << c.version() << "  not after " << FormatTime(c.not_after()) << ", renew from "
+          << FormatTime(c.renewal_due_at()) << "  spki " << c.spki_sha256().substr(0, 16) << "…";
+    }
+    if (c.pending()) out << "  (a new key awaits its chain)";
+    out << "\n";
+    if (!c.error().empty()) out << "    " << c.error() << "\n";
+  }
 }
 
 void PrintStatusText(const nodeward::v1::StatusReport& r, std::ostream& out) {

@@ -1,0 +1,77 @@
+#ifndef NODEWARD_AGENT_CERT_CERT_MANAGER_H_
+#define NODEWARD_AGENT_CERT_CERT_MANAGER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/command/command_handler.h"
+#include "nodeward/v1/agent.pb.h"
+#include "nodeward/v1/config.pb.h"
+#include "platform/clock.h"
+#include "platform/file_system.h"
+
+namespace nodeward::cert {
+
+struct CertDeps {
+  platform::FileSystem* fs;
+  platform::Clock* clock;
+};
+
+struct CertOptions {
+  std::vector<nodeward::v1::CertificateTarget> targets;
+  absl::Duration clock_skew = absl::Seconds(300);
+  // Pending keys: <state_dir>/certs/<target>.pending.key (0600).
+  std::string state_dir;
+  std::string node_id;  // the CSR's default common name; renewal jitter
+};
+
+// RequestCertificate and InstallCertificate for the configured targets
+// (docs/certificates.md). Keys are made here and never leave the VM; a
+// chain is validated completely before anything is written, then installed
+// as a new version directory, fsynced, and made current by one rename(2) of
+// a symlink: a reader (or a restart after SIGKILL at any step) sees the old
+// complete version or the new complete one. Thread-safe.
+class CertificateManager final : public CommandHandler {
+ public:
+  // INVALID_ARGUMENT for a bad target list (names, directories, SANs).
+  static absl::StatusOr<std::unique_ptr<CertificateManager>> Create(CertDeps deps,
+                                                                    CertOptions options);
+
+  absl::StatusOr<nodeward::v1::CommandResult> Apply(const VerifiedCommand& command) override;
+
+  // Every target as read back from its files now.
+  std::vector<nodeward::v1::CertificateHealth> Status();
+
+  // When a certificate valid over [not_before, not_after] is due for
+  // renewal: 2/3 of its lifetime, minus a per-node and per-target jitter of
+  // up to 5% of the lifetime (a fleet does not renew in one second).
+  static absl::Time RenewalDue(absl::Time not_before, absl::Time not_after,
+                               const std::string& node_id, const std::string& target);
+
+ private:
+  CertificateManager(CertDeps deps, CertOptions options);
+  const nodeward::v1::CertificateTarget* Find(const std::string& name) const;
+  std::string PendingPath(const std::string& target) const;
+  absl::StatusOr<nodeward::v1::CommandResult> Request(const nodeward::v1::RequestCertificate& c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<nodeward::v1::CommandResult> Install(const nodeward::v1::InstallCertificate& c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The version `current` points at (0: none). CERT_TARGET_FOREIGN when it
+  // is not our symlink.
+  absl::StatusOr<uint32_t> CurrentVersion(const nodeward::v1::CertificateTarget& t)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CertDeps deps_;
+  const CertOptions options_;
+  absl::Mutex mu_;
+  std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace nodeward::cert
+
+#endif  // NODEWARD_AGENT_CERT_CERT_MANAGER_H_
