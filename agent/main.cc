@@ -25,6 +25,7 @@
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/journal_linux.h"
 #include "platform/linux/host_linux.h"
+#include "platform/linux/service_control_linux.h"
 #include "platform/linux/listener_probe_linux.h"
 #include "platform/linux/nft_packet_filter_linux.h"
 #include "platform/linux/service_notifier_linux.h"
@@ -233,6 +234,7 @@ int main(int argc, char** argv) {
   deps.memory_lock_problem = memory_lock_problem;
   deps.listener_probe = std::make_unique<nodeward::platform::LinuxListenerProbe>();
   deps.host = std::make_unique<nodeward::platform::LinuxHostProbe>();
+  deps.services = std::make_unique<nodeward::platform::SystemdServiceControl>();
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 
   absl::Status started = app.Start();

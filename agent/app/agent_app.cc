@@ -257,7 +257,7 @@ absl::Status AgentApp::BuildPipelineStep() {
     o.state_dir = config_.state_dir();
     o.node_id = identity_.node_id;
     ASSIGN_OR_RETURN(std::unique_ptr<cert::CertificateManager> cm,
-                     cert::CertificateManager::Create({deps_.fs.get(), deps_.clock.get()},
+                     cert::CertificateManager::Create({deps_.fs.get(), deps_.clock.get(), deps_.services.get()},
                                                       std::move(o)));
     certs_ = cm.get();
     handlers["request_certificate"] = std::move(cm);

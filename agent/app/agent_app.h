@@ -34,6 +34,7 @@
 #include "platform/host.h"
 #include "platform/listener_probe.h"
 #include "platform/packet_filter.h"
+#include "platform/service_control.h"
 #include "platform/service_notifier.h"
 #include "platform/volume.h"
 
@@ -67,6 +68,9 @@ struct AgentDeps {
   // Load, memory, disk space and clock discipline for health; null: not
   // reported.
   platform::HostProbePtr host;
+  // Reloads services after a certificate install; null: none (a target
+  // with a reload action is then refused at start).
+  platform::ServiceControlPtr services;
   // Checks the gRPC listener from the main loop; null: not checked.
   platform::ListenerProbePtr listener_probe;
   // Why main could not lock the process's memory ("" if it did): reported

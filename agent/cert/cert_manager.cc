@@ -76,6 +76,10 @@ absl::StatusOr<std::unique_ptr<CertificateManager>> CertificateManager::Create(C
       return absl::InvalidArgumentError(absl::StrCat("config: certificate target ", t.name(),
                                                      ": directory must be an absolute path"));
     }
+    if (!t.reload().unit().empty() && deps.services == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config: certificate target ", t.name(), ": reload needs a service manager"));
+    }
     for (const std::string& s : t.allowed_sans()) {
       if (!ValidSan(s)) {
         return absl::InvalidArgumentError(absl::StrCat("config: certificate target ", t.name(),
@@ -244,6 +248,23 @@ absl::StatusOr<CommandResult> CertificateManager::Install(const nodeward::v1::In
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/chain.pem", c.chain_pem(), 0644));
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/ca.pem", bundle_pem, 0644));
   RETURN_IF_ERROR(deps_.fs->ReplaceSymlink(t->directory() + "/current", absl::StrCat("v", next)));
+  // The service takes it, or the previous version comes back.
+  if (absl::Status reloaded = RunReload(*t); !reloaded.ok()) {
+    std::string what = absl::StrCat("v", next, " installed but ", reloaded.message());
+    if (current > 0) {
+      absl::Status back =
+          deps_.fs->ReplaceSymlink(t->directory() + "/current", absl::StrCat("v", current));
+      absl::Status again = back.ok() ? RunReload(*t) : back;
+      absl::StrAppend(&what, "; rolled back to v", current,
+                      again.ok() ? " and reloaded" : absl::StrCat(", whose reload failed too: ",
+                                                                  again.message()));
+    } else {
+      absl::StrAppend(&what, "; no previous version to roll back to");
+    }
+    reload_error_[name] = what;
+    return Refuse(absl::StatusCode::kFailedPrecondition, reason::kCertReloadFailed, name, what);
+  }
+  reload_error_.erase(name);
   // Done: the pending key is used up; the version before the previous goes.
   (void)deps_.fs->RemoveFile(PendingPath(name));
   pending_since_.erase(name);
@@ -310,9 +331,24 @@ std::vector<CertificateHealth> CertificateManager::Status() {
         }
       }
     }
+    auto failed = reload_error_.find(t.name());
+    if (failed != reload_error_.end()) {
+      h.set_reload_error(failed->second);
+      if (h.state() != CertificateHealth::INVALID) h.set_state(CertificateHealth::RELOAD_FAILED);
+    }
     out.push_back(std::move(h));
   }
   return out;
+}
+
+absl::Status CertificateManager::RunReload(const CertificateTarget& t) {
+  const nodeward::v1::ReloadAction& a = t.reload();
+  if (a.unit().empty()) return absl::OkStatus();
+  if (deps_.services == nullptr) return absl::FailedPreconditionError("no service manager");
+  if (a.how() == nodeward::v1::ReloadAction::SIGNAL) {
+    return deps_.services->Signal(a.unit(), a.signal() == 0 ? 1 : a.signal());
+  }
+  return deps_.services->Reload(a.unit(), a.how() == nodeward::v1::ReloadAction::RESTART);
 }
 
 }  // namespace nodeward::cert

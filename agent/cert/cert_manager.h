@@ -14,12 +14,15 @@
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
 #include "platform/file_system.h"
+#include "platform/service_control.h"
 
 namespace nodeward::cert {
 
 struct CertDeps {
   platform::FileSystem* fs;
   platform::Clock* clock;
+  // Runs the targets' reload actions; null: a target with one is refused.
+  platform::ServiceControl* services = nullptr;
 };
 
 struct CertOptions {
@@ -69,7 +72,12 @@ class CertificateManager final : public CommandHandler {
   const CertDeps deps_;
   const CertOptions options_;
   absl::Mutex mu_;
+  // The target's reload action; OK when it has none.
+  absl::Status RunReload(const nodeward::v1::CertificateTarget& t);
+
   std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
+  // Why the last install's reload failed (cleared by a good install).
+  std::map<std::string, std::string> reload_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nodeward::cert

@@ -96,6 +96,7 @@ inline constexpr absl::string_view kCertSanNotAllowed = "CERT_SAN_NOT_ALLOWED";
 inline constexpr absl::string_view kCertUsageWrong = "CERT_USAGE_WRONG";
 inline constexpr absl::string_view kCertTargetForeign = "CERT_TARGET_FOREIGN";
 inline constexpr absl::string_view kCertStoreFailed = "CERT_STORE_FAILED";
+inline constexpr absl::string_view kCertReloadFailed = "CERT_RELOAD_FAILED";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

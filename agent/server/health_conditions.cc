@@ -39,6 +39,7 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
     case Condition::FIREWALL_FOREIGN_DROP:
     case Condition::FIREWALL_NOT_VERIFIED:
     case Condition::CERTIFICATE_EXPIRING:
+    case Condition::CERTIFICATE_RELOAD_FAILED:
     case Condition::DISK_SPACE_LOW:
     case Condition::MEMORY_LOW:
       return {Condition::WARNING, false};

@@ -132,6 +132,9 @@ std::vector<Condition> EvaluateConditions(const AgentInfo& info, const Processor
       case nodeward::v1::CertificateHealth::INVALID:
         add(Condition::CERTIFICATE_INVALID, c.target(), c.error());
         break;
+      case nodeward::v1::CertificateHealth::RELOAD_FAILED:
+        add(Condition::CERTIFICATE_RELOAD_FAILED, c.target(), c.reload_error());
+        break;
       default:
         break;
     }

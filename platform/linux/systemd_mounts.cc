@@ -10,38 +10,20 @@
 #include "absl/strings/str_format.h"
 #include "agent/common/status_macros.h"
 #include "platform/linux/beneath.h"
+#include "platform/linux/systemd_bus.h"
 
 namespace nodeward::platform {
 namespace {
 
-constexpr char kService[] = "org.freedesktop.systemd1";
-constexpr char kManagerPath[] = "/org/freedesktop/systemd1";
-constexpr char kManager[] = "org.freedesktop.systemd1.Manager";
-constexpr char kUnit[] = "org.freedesktop.systemd1.Unit";
+constexpr const char* kService = kSystemdService;
+constexpr const char* kManagerPath = kSystemdManagerPath;
+constexpr const char* kManager = kSystemdManager;
+constexpr const char* kUnit = kSystemdUnit;
 // A mount after mkfs is quick; a TCG VM or a loaded host is slow.
 constexpr auto kJobDeadline = std::chrono::seconds(120);
+using Message = BusMessage;
 
-struct BusError {
-  sd_bus_error e = SD_BUS_ERROR_NULL;
-  ~BusError() { sd_bus_error_free(&e); }
-  std::string text(int r) const {
-    return e.message != nullptr ? absl::StrCat(e.name ? e.name : "", ": ", e.message)
-                                : std::string(strerror(-r));
-  }
-};
-
-struct Message {
-  sd_bus_message* m = nullptr;
-  ~Message() { sd_bus_message_unref(m); }
-};
-
-std::string UnitPath(const std::string& unit) {
-  char* p = nullptr;
-  if (sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit.c_str(), &p) < 0) return "";
-  std::string out(p);
-  free(p);
-  return out;
-}
+std::string UnitPath(const std::string& unit) { return SystemdUnitPath(unit); }
 
 std::string Parent(const std::string& p) {
   const size_t slash = p.rfind('/');
@@ -84,22 +66,7 @@ SystemdFilesystems::~SystemdFilesystems() { sd_bus_flush_close_unref(bus_); }
 
 absl::StatusOr<sd_bus*> SystemdFilesystems::Bus() {
   if (bus_ != nullptr) return bus_;
-  // systemd's own socket (what systemctl uses as root): needs no D-Bus
-  // daemon; the system bus otherwise.
-  sd_bus* b = nullptr;
-  int r = sd_bus_new(&b);
-  if (r >= 0) r = sd_bus_set_address(b, "unix:path=/run/systemd/private");
-  if (r >= 0) r = sd_bus_start(b);
-  if (r < 0) {
-    sd_bus_unref(b);
-    b = nullptr;
-    r = sd_bus_open_system(&b);
-    if (r < 0) {
-      return absl::UnavailableError(
-          absl::StrCat("connect to systemd (/run/systemd/private, system bus): ", strerror(-r)));
-    }
-  }
-  bus_ = b;
+  ASSIGN_OR_RETURN(bus_, OpenSystemdBus());
   return bus_;
 }
 

@@ -96,6 +96,9 @@ cat > "$work/agent.json" <<JSON
   "status_socket": {"path": "/run/nodeward/status.sock", "allowed_groups": ["nodeward"]},
   "firewall": {"enabled": true, "management_cidrs": ["10.0.2.2/32"], "management_ports": [7443]},
   "volumes": {"enabled": true, "allowed_mount_roots": ["/srv/nodeward"]},
+  "certificates": {"targets": [{"name": "svc", "directory": "/var/lib/nodeward/certs/svc",
+    "allowed_sans": ["db.vm.internal"], "ca_bundle_file": "/etc/nodeward/tls/ca.pem",
+    "reload": {"unit": "nw-cert-test.service"}}]},
   "trust": {
     "keys": [$(cat "$work/orch.pub.json"), $(cat "$work/decom1.pub.json"), $(cat "$work/decom2.pub.json")],
     "policies": [
@@ -103,6 +106,8 @@ cat > "$work/agent.json" <<JSON
       {"command_type": "apply_firewall", "allowed_roles": ["orchestrator"]},
       {"command_type": "confirm_firewall", "allowed_roles": ["orchestrator"]},
       {"command_type": "setup_volume", "allowed_roles": ["orchestrator"]},
+      {"command_type": "request_certificate", "allowed_roles": ["orchestrator"]},
+      {"command_type": "install_certificate", "allowed_roles": ["orchestrator"]},
       {"command_type": "wipe", "allowed_roles": ["decommission"], "threshold": 2}]
   }
 }
@@ -145,6 +150,18 @@ cp "$work/agent.json" "$rootfs/etc/nodeward/agent.json"
 chroot "$rootfs" useradd --create-home --groups nodeward sre
 chroot "$rootfs" useradd --create-home outsider
 install -m 0755 "$hooks_agent" "$rootfs/usr/local/sbin/nodeward-agent-testhooks"
+# A service whose certificate the agent manages: its reload reads the new
+# chain, and fails while /run/nw-cert-fail exists (the rollback check).
+cat > "$rootfs/etc/systemd/system/nw-cert-test.service" <<'UNIT'
+[Unit]
+Description=nodeward test: a service that reloads its certificate
+[Service]
+ExecStart=/bin/sleep infinity
+ExecReload=/bin/sh -c 'test ! -e /run/nw-cert-fail && test -s /var/lib/nodeward/certs/svc/current/chain.pem && readlink /var/lib/nodeward/certs/svc/current >> /run/nw-cert-reloads'
+[Install]
+WantedBy=multi-user.target
+UNIT
+chroot "$rootfs" systemctl enable nw-cert-test.service >/dev/null 2>&1
 # The watchdog check would wait 60 s with the shipped WatchdogSec=; the same
 # mechanism with 15 s.
 mkdir -p "$rootfs/etc/systemd/system/nodeward-agent.service.d"
@@ -233,6 +250,32 @@ check "nodeward-firewall.service ran before the network (baseline in force)" \
            python3 $qga $work/qga.sock nft list chain inet nodeward input | grep -q 'policy drop'"
 out="$(send '"ping": {"note": "from the host"}')"
 check "Ping applied" has APPLIED "$out"
+
+# Certificates: the key made in the VM, the CSR signed here (the orchestrator's
+# CA), the chain installed, the real unit reloaded over sd-bus; a reload that
+# fails rolls back to the previous version.
+cert_round() {  # prints the install outcome
+  local csr_out chain
+  csr_out="$(send '"request_certificate": {"target": "svc"}')"
+  /usr/bin/python3 -c 'import json,sys; t=sys.stdin.read(); print(json.loads(t[t.index("{"):])["certificate"]["csr_pem"], end="")' \
+    <<< "$csr_out" > "$work/svc.csr" || { echo "no CSR: $csr_out"; return; }
+  printf 'subjectAltName=DNS:db.vm.internal\nextendedKeyUsage=serverAuth\n' > "$work/svc.ext"
+  openssl x509 -req -in "$work/svc.csr" -CA "$work/pki/ca.pem" -CAkey "$work/pki/ca.key" -days 30 \
+    -extfile "$work/svc.ext" -out "$work/svc.pem" 2>/dev/null
+  chain="$(awk '{printf "%s\\n", $0}' "$work/svc.pem")"
+  send "\"install_certificate\": {\"target\": \"svc\", \"chain_pem\": \"$chain\"}"
+}
+out="$(cert_round)"
+check "certificate v1 installed, key made in the VM" has APPLIED "$out"
+check "the unit's ExecReload ran over sd-bus and read v1" \
+  bash -c "[ \"\$(python3 $qga $work/qga.sock cat /run/nw-cert-reloads | tr -d '\n')\" = v1 ]"
+vm touch /run/nw-cert-fail > /dev/null
+out="$(cert_round)"
+check "a failed reload: CERT_RELOAD_FAILED, rolled back" has "reason=CERT_RELOAD_FAILED" "$out"
+check "current is v1 again and the unit reloaded on it" \
+  bash -c "[ \"\$(python3 $qga $work/qga.sock readlink /var/lib/nodeward/certs/svc/current | tr -d '\n')\" = v1 ]"
+check "health: CERTIFICATE_RELOAD_FAILED" bash -c "python3 $qga $work/qga.sock nodewardctl health --json | grep -q CERTIFICATE_RELOAD_FAILED"
+vm rm -f /run/nw-cert-fail > /dev/null
 
 fw() {  # fw GENERATION CONFIRM_WITHIN
   send "\"apply_firewall\": {\"generation\": $1, \"confirm_within_seconds\": $2,

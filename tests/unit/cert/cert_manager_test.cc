@@ -12,6 +12,7 @@
 #include "tests/common/test_ca.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_file_system.h"
+#include "tests/fakes/fake_service_control.h"
 
 namespace nodeward::cert {
 namespace {
@@ -28,7 +29,8 @@ class CertManagerTest : public ::testing::Test {
  protected:
   CertManagerTest() : ca_("test CA", clock_.Now()), other_ca_("other CA", clock_.Now()) {}
   void SetUp() override { Make(); }
-  void Make(CertificateTarget::Usage usage = CertificateTarget::SERVER) {
+  void Make(CertificateTarget::Usage usage = CertificateTarget::SERVER,
+            nodeward::v1::ReloadAction reload = {}) {
     CertificateTarget t;
     t.set_name("pg");
     t.set_directory(kDir);
@@ -36,12 +38,13 @@ class CertManagerTest : public ::testing::Test {
     t.add_allowed_sans("10.1.2.3");
     t.set_usage(usage);
     t.set_ca_bundle_file("/etc/nodeward/ca.pem");
+    *t.mutable_reload() = reload;
     fs_.SetContent("/etc/nodeward/ca.pem", ca_.Pem());
     CertOptions o;
     o.targets = {t};
     o.state_dir = "/state";
     o.node_id = "db-7";
-    manager_ = CertificateManager::Create({&fs_, &clock_}, o).value();
+    manager_ = CertificateManager::Create({&fs_, &clock_, &services_}, o).value();
   }
   absl::StatusOr<CommandResult> Run(const nodeward::v1::Command& c) {
     VerifiedCommand v;
@@ -84,6 +87,7 @@ class CertManagerTest : public ::testing::Test {
 
   platform::FakeClock clock_;
   platform::FakeFileSystem fs_;
+  platform::FakeServiceControl services_;
   TestCa ca_;
   TestCa other_ca_;
   std::unique_ptr<CertificateManager> manager_;
@@ -249,6 +253,59 @@ TEST_F(CertManagerTest, TheHorizonFollowsTheClock) {
   EXPECT_EQ(manager_->Status()[0].state(), CertificateHealth::EXPIRING);
   clock_.Set(na);  // a VM paused past not_after
   EXPECT_EQ(manager_->Status()[0].state(), CertificateHealth::EXPIRED);
+}
+
+// Point 3: the reload runs after the swap and sees the new files; a failed
+// reload rolls back to the previous version, reloads again, and health says
+// RELOAD_FAILED until a good install.
+TEST_F(CertManagerTest, AFailedReloadRollsBackToThePreviousVersion) {
+  nodeward::v1::ReloadAction reload;
+  reload.set_unit("postgresql.service");
+  Make(CertificateTarget::SERVER, reload);
+  std::vector<std::string> seen;
+  services_.on_reload = [&] {
+    seen.push_back(Current());
+    return absl::OkStatus();
+  };
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  EXPECT_EQ(services_.calls, std::vector<std::string>{"reload postgresql.service"});
+  EXPECT_EQ(seen, std::vector<std::string>{"v1"});
+  const std::string served = fs_.ReadFile(std::string(kDir) + "/current/chain.pem").value();
+
+  services_.on_reload = [&] {
+    seen.push_back(Current());
+    return Current() == "v2" ? absl::FailedPreconditionError("reload postgresql.service: job failed")
+                             : absl::OkStatus();
+  };
+  absl::StatusOr<CommandResult> r = Install(Requested(ca_, Valid()));
+  ExpectRefused(r, reason::kCertReloadFailed);
+  EXPECT_NE(r.status().message().find("rolled back to v1 and reloaded"), std::string::npos)
+      << r.status();
+  EXPECT_EQ(seen, (std::vector<std::string>{"v1", "v2", "v1"}));
+  EXPECT_EQ(Current(), "v1");
+  EXPECT_EQ(fs_.ReadFile(std::string(kDir) + "/current/chain.pem").value(), served);
+  CertificateHealth h = manager_->Status()[0];
+  EXPECT_EQ(h.state(), CertificateHealth::RELOAD_FAILED);
+  EXPECT_NE(h.reload_error().find("job failed"), std::string::npos);
+  EXPECT_TRUE(h.pending()) << "the key stays for a retry";
+
+  services_.on_reload = nullptr;  // the service is fixed
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  EXPECT_EQ(Current(), "v2");
+  EXPECT_EQ(manager_->Status()[0].state(), CertificateHealth::OK);
+}
+
+TEST_F(CertManagerTest, SignalAndRestartActions) {
+  nodeward::v1::ReloadAction a;
+  a.set_unit("pgbouncer.service");
+  a.set_how(nodeward::v1::ReloadAction::SIGNAL);
+  Make(CertificateTarget::SERVER, a);
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  a.set_how(nodeward::v1::ReloadAction::RESTART);
+  Make(CertificateTarget::SERVER, a);
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  EXPECT_EQ(services_.calls, (std::vector<std::string>{"signal 1 pgbouncer.service",
+                                                       "restart pgbouncer.service"}));
 }
 
 TEST(CertManagerConfigTest, BadTargetsAreRefused) {
