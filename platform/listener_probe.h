@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace nodeward::platform {
@@ -21,6 +22,11 @@ class ListenerProbe {
   // host is probed on loopback. UNAVAILABLE / DEADLINE_EXCEEDED naming what
   // did not happen.
   virtual absl::Status Probe(const std::string& address, absl::Duration timeout) = 0;
+  // The same connection, taken as far as the server's certificate: the hex
+  // SHA-256 of the DER SubjectPublicKeyInfo of the leaf it presents to a new
+  // handshake now (how a hot-reloaded identity is checked).
+  virtual absl::StatusOr<std::string> ServedSpki(const std::string& address,
+                                                 absl::Duration timeout) = 0;
 };
 
 using ListenerProbePtr = std::unique_ptr<ListenerProbe>;

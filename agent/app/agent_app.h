@@ -142,6 +142,8 @@ class AgentApp {
   // when the report accepts commands.
   void UpdateGrpcHealth();
   void SampleHost(AgentInfo* info) const;
+  // What a new handshake to the listener is served (null without a probe).
+  std::function<absl::StatusOr<std::string>()> ServedSpki();
   // The volume record file when volumes are disabled but it exists.
   std::string OrphanVolumeRecords() const;
   std::string RenderStatus() const;

@@ -76,7 +76,12 @@ absl::StatusOr<std::unique_ptr<CertificateManager>> CertificateManager::Create(C
       return absl::InvalidArgumentError(absl::StrCat("config: certificate target ", t.name(),
                                                      ": directory must be an absolute path"));
     }
-    if (!t.reload().unit().empty() && deps.services == nullptr) {
+    if (t.reload().how() == nodeward::v1::ReloadAction::AGENT_IDENTITY) {
+      if (!deps.served_spki) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config: certificate target ", t.name(), ": AGENT_IDENTITY needs the listener probe"));
+      }
+    } else if (!t.reload().unit().empty() && deps.services == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config: certificate target ", t.name(), ": reload needs a service manager"));
     }
@@ -249,12 +254,12 @@ absl::StatusOr<CommandResult> CertificateManager::Install(const nodeward::v1::In
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/ca.pem", bundle_pem, 0644));
   RETURN_IF_ERROR(deps_.fs->ReplaceSymlink(t->directory() + "/current", absl::StrCat("v", next)));
   // The service takes it, or the previous version comes back.
-  if (absl::Status reloaded = RunReload(*t); !reloaded.ok()) {
+  if (absl::Status reloaded = RunReload(*t, facts.spki_sha256); !reloaded.ok()) {
     std::string what = absl::StrCat("v", next, " installed but ", reloaded.message());
     if (current > 0) {
       absl::Status back =
           deps_.fs->ReplaceSymlink(t->directory() + "/current", absl::StrCat("v", current));
-      absl::Status again = back.ok() ? RunReload(*t) : back;
+      absl::Status again = back.ok() ? RunReload(*t, SpkiOf(*t, current)) : back;
       absl::StrAppend(&what, "; rolled back to v", current,
                       again.ok() ? " and reloaded" : absl::StrCat(", whose reload failed too: ",
                                                                   again.message()));
@@ -341,8 +346,36 @@ std::vector<CertificateHealth> CertificateManager::Status() {
   return out;
 }
 
-absl::Status CertificateManager::RunReload(const CertificateTarget& t) {
+std::string CertificateManager::SpkiOf(const CertificateTarget& t, uint32_t v) {
+  absl::StatusOr<std::string> pem = deps_.fs->ReadFile(VersionDir(t, v) + "/chain.pem");
+  if (!pem.ok()) return "";
+  absl::StatusOr<std::vector<CertPtr>> chain = ParseCertificates(*pem, kMaxChain);
+  return chain.ok() ? FactsOf((*chain)[0].get()).spki_sha256 : "";
+}
+
+absl::Status CertificateManager::RunReload(const CertificateTarget& t, const std::string& spki) {
   const nodeward::v1::ReloadAction& a = t.reload();
+  if (a.how() == nodeward::v1::ReloadAction::AGENT_IDENTITY) {
+    // gRPC's certificate provider re-reads the files on its own schedule;
+    // what counts is what a new handshake gets.
+    const absl::Time deadline = deps_.clock->Now() + absl::Seconds(3);
+    std::string last = "no handshake";
+    while (true) {
+      absl::StatusOr<std::string> served = deps_.served_spki();
+      if (served.ok() && *served == spki) return absl::OkStatus();
+      last = served.ok() ? "its certificate " + served->substr(0, 16) + "..."
+                         : std::string(served.status().message());
+      if (deps_.clock->Now() >= deadline) break;
+      if (deps_.sleep) {
+        deps_.sleep(absl::Milliseconds(100));
+      } else {
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the agent's listener does not present ", spki.substr(0, 16), "... within 3 s (", last,
+        "; is tls.refresh_interval_seconds 1 and are the tls files under current/?)"));
+  }
   if (a.unit().empty()) return absl::OkStatus();
   if (deps_.services == nullptr) return absl::FailedPreconditionError("no service manager");
   if (a.how() == nodeward::v1::ReloadAction::SIGNAL) {

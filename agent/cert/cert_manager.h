@@ -1,6 +1,7 @@
 #ifndef NODEWARD_AGENT_CERT_CERT_MANAGER_H_
 #define NODEWARD_AGENT_CERT_CERT_MANAGER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +24,12 @@ struct CertDeps {
   platform::Clock* clock;
   // Runs the targets' reload actions; null: a target with one is refused.
   platform::ServiceControl* services = nullptr;
+  // The SPKI hash (hex) the agent's own listener presents to a new
+  // handshake now; for AGENT_IDENTITY targets.
+  std::function<absl::StatusOr<std::string>()> served_spki;
+  // How the identity check waits between handshakes (null: absl::SleepFor;
+  // tests advance their clock instead). Its deadline is on `clock`.
+  std::function<void(absl::Duration)> sleep;
 };
 
 struct CertOptions {
@@ -72,8 +79,11 @@ class CertificateManager final : public CommandHandler {
   const CertDeps deps_;
   const CertOptions options_;
   absl::Mutex mu_;
-  // The target's reload action; OK when it has none.
-  absl::Status RunReload(const nodeward::v1::CertificateTarget& t);
+  // The target's reload action; OK when it has none. `spki` is the
+  // certificate now current (what the agent's identity must serve).
+  absl::Status RunReload(const nodeward::v1::CertificateTarget& t, const std::string& spki);
+  // The SPKI of version `v`'s leaf ("" if unreadable).
+  std::string SpkiOf(const nodeward::v1::CertificateTarget& t, uint32_t v);
 
   std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
   // Why the last install's reload failed (cleared by a good install).

@@ -1,5 +1,8 @@
 #include "platform/linux/listener_probe_linux.h"
 
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -46,6 +49,18 @@ absl::Status Split(const std::string& address, std::string* host, int* port) {
 }  // namespace
 
 absl::Status LinuxListenerProbe::Probe(const std::string& address, absl::Duration timeout) {
+  return Handshake(address, timeout, nullptr);
+}
+
+absl::StatusOr<std::string> LinuxListenerProbe::ServedSpki(const std::string& address,
+                                                           absl::Duration timeout) {
+  std::string spki;
+  if (absl::Status s = Handshake(address, timeout, &spki); !s.ok()) return s;
+  return spki;
+}
+
+absl::Status LinuxListenerProbe::Handshake(const std::string& address, absl::Duration timeout,
+                                           std::string* spki) {
   std::string host;
   int port = 0;
   if (absl::Status s = Split(address, &host, &port); !s.ok()) return s;
@@ -108,9 +123,14 @@ absl::Status LinuxListenerProbe::Probe(const std::string& address, absl::Duratio
   SSL_set_msg_callback_arg(ssl.get(), &answered);
   SSL_set_verify(ssl.get(), SSL_VERIFY_NONE, nullptr);  // liveness only
   SSL_set_fd(ssl.get(), sock.fd);
-  while (!answered) {
+  // For the SPKI the handshake goes on until the server's certificate is
+  // in (TLS 1.3 sends it encrypted after the ServerHello).
+  auto done = [&] {
+    return spki == nullptr ? answered : SSL_get0_peer_certificate(ssl.get()) != nullptr;
+  };
+  while (!done()) {
     int r = SSL_connect(ssl.get());
-    if (r == 1 || answered) break;
+    if (r == 1 || done()) break;
     const int e = SSL_get_error(ssl.get(), r);
     absl::Status s;
     if (e == SSL_ERROR_WANT_READ) {
@@ -119,7 +139,7 @@ absl::Status LinuxListenerProbe::Probe(const std::string& address, absl::Duratio
       s = wait(POLLOUT);
     } else {
       ERR_clear_error();
-      if (answered) break;
+      if (done()) break;
       return absl::UnavailableError(
           absl::StrCat("probe listener ", address, ": the server closed the handshake unanswered"));
     }
@@ -129,6 +149,24 @@ absl::Status LinuxListenerProbe::Probe(const std::string& address, absl::Duratio
     }
   }
   ERR_clear_error();
+  if (spki != nullptr) {
+    X509* leaf = SSL_get0_peer_certificate(ssl.get());
+    if (leaf == nullptr) {
+      return absl::UnavailableError(absl::StrCat("probe listener ", address, ": no certificate"));
+    }
+    unsigned char* der = nullptr;
+    const int n = i2d_PUBKEY(X509_get0_pubkey(leaf), &der);
+    if (n <= 0) return absl::InternalError("probe listener: encode the served key");
+    unsigned char md[32];
+    SHA256(der, static_cast<size_t>(n), md);
+    OPENSSL_free(der);
+    static constexpr char kHex[] = "0123456789abcdef";
+    spki->clear();
+    for (unsigned char c : md) {
+      spki->push_back(kHex[c >> 4]);
+      spki->push_back(kHex[c & 15]);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -10,6 +10,13 @@ namespace nodeward::platform {
 class LinuxListenerProbe final : public ListenerProbe {
  public:
   absl::Status Probe(const std::string& address, absl::Duration timeout) override;
+  absl::StatusOr<std::string> ServedSpki(const std::string& address,
+                                         absl::Duration timeout) override;
+
+ private:
+  // Connects and handshakes until the ServerHello (spki null) or the
+  // server's certificate (its SPKI hash into *spki).
+  absl::Status Handshake(const std::string& address, absl::Duration timeout, std::string* spki);
 };
 
 }  // namespace nodeward::platform

@@ -26,6 +26,15 @@ class TestCa {
     cert_ = Make(name, key_, nullptr, key_, now - absl::Hours(1), now + absl::Hours(24 * 3650), "",
                  "", true);
   }
+  // An existing CA (e.g. dev-pki's ca.pem and ca.key).
+  TestCa(const std::string& cert_pem, const std::string& key_pem) {
+    BIO* b = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+    cert_ = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    b = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+    key_ = PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+  }
   ~TestCa() {
     X509_free(cert_);
     EVP_PKEY_free(key_);

@@ -6,9 +6,14 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "agent/common/reason.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "nodeward/v1/agent.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/common/test_ca.h"
@@ -101,6 +106,117 @@ TEST_F(CertE2eTest, RotationInstallsAndHealthReportsTheHorizon) {
   std::fill(std::begin(link), std::end(link), 0);
   ASSERT_GT(readlink((dir + "/current").c_str(), link, sizeof(link) - 1), 0);
   EXPECT_STREQ(link, "v2");
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The PEM of the certificate a new connection's handshake was served.
+std::string ServedPem(AgentProcess& agent, int tag) {
+  ClientTls tls = agent.Tls();
+  tls.connection_tag = tag;  // a new connection, a new handshake
+  auto ch = MakeAgentChannel(agent.target(), tls);
+  if (!ch.ok()) return "";
+  auto stub = grpc::health::v1::Health::NewStub(*ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  if (!stub->Check(&ctx, req, &resp).ok() || ctx.auth_context() == nullptr) return "";
+  for (const auto& v : ctx.auth_context()->FindPropertyValues("x509_pem_cert")) {
+    return std::string(v.data(), v.size());
+  }
+  return "";
+}
+
+// Point 4: the agent's own identity rotates without a restart: the install
+// returns once a new handshake presents the new certificate, a WatchHealth
+// stream opened before it goes on, and a new connection sees the new one.
+TEST(CertIdentityE2eTest, RotatingTheAgentsIdentityKeepsStreamsAndServesTheNewOne) {
+  AgentProcess agent;
+  const std::string dir = agent.dir() + "/identity";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dir + "/v1").c_str(), 0755), 0);
+  std::ofstream(dir + "/v1/chain.pem") << ReadAll(agent.dir() + "/pki/server.pem");
+  std::ofstream(dir + "/v1/key.pem") << ReadAll(agent.dir() + "/pki/server.key");
+  ASSERT_EQ(symlink("v1", (dir + "/current").c_str()), 0);
+  auto* tls = agent.config().mutable_tls();
+  tls->set_server_cert_file(dir + "/current/chain.pem");
+  tls->set_server_key_file(dir + "/current/key.pem");
+  tls->set_refresh_interval_seconds(1);
+  auto* t = agent.config().mutable_certificates()->add_targets();
+  t->set_name("agent");
+  t->set_directory(dir);
+  for (const char* san : {"localhost", "127.0.0.1", "::1"}) t->add_allowed_sans(san);
+  t->set_ca_bundle_file(agent.dir() + "/pki/ca.pem");
+  t->mutable_reload()->set_how(nodeward::v1::ReloadAction::AGENT_IDENTITY);
+  for (const char* type : {"request_certificate", "install_certificate"}) {
+    auto* p = agent.config().mutable_trust()->add_policies();
+    p->set_command_type(type);
+    p->add_allowed_roles("orchestrator");
+  }
+  ASSERT_THAT(agent.Start(), IsOk());
+  const std::string before = ServedPem(agent, 1);
+  ASSERT_FALSE(before.empty());
+
+  auto ch = agent.Channel();
+  ASSERT_THAT(ch, IsOk());
+  auto stub = nodeward::v1::NodeAgent::NewStub(*ch);
+  grpc::ClientContext watch_ctx;
+  nodeward::v1::WatchHealthRequest req;
+  auto reader = stub->WatchHealth(&watch_ctx, req);
+  nodeward::v1::HealthReport report;
+  ASSERT_TRUE(reader->Read(&report));
+
+  uint64_t seq = 0;
+  auto send = [&](nodeward::v1::Command c) {
+    c.set_node_id(agent.node_id());
+    c.set_boot_id(agent.boot_id());
+    c.set_sequence(++seq);
+    FillCommandDefaults(&c, absl::Now(), absl::Minutes(5));
+    return ExecuteCommand(ch->get(), SignCommand(c, {&agent.key()}).value(), absl::Seconds(15));
+  };
+  nodeward::v1::Command request;
+  request.mutable_request_certificate()->set_target("agent");
+  request.mutable_request_certificate()->set_common_name("nodeward-agent");
+  ExecuteOutcome csr = send(request);
+  ASSERT_THAT(csr.status, IsOk());
+  EVP_PKEY* k = TestCa::CsrKey(csr.result.certificate().csr_pem());
+  ASSERT_NE(k, nullptr);
+  TestCa dev_ca(ReadAll(agent.dir() + "/pki/ca.pem"), ReadAll(agent.dir() + "/pki/ca.key"));
+  TestCa::Leaf l;
+  l.sans = {"localhost", "127.0.0.1", "::1"};
+  l.not_before = absl::Now() - absl::Minutes(1);
+  l.not_after = absl::Now() + absl::Hours(24 * 30);
+  const std::string chain = dev_ca.Issue(k, l);
+  EVP_PKEY_free(k);
+  nodeward::v1::Command install;
+  install.mutable_install_certificate()->set_target("agent");
+  install.mutable_install_certificate()->set_chain_pem(chain);
+  const absl::Time sent = absl::Now();
+  ExecuteOutcome done = send(install);
+  const absl::Duration took = absl::Now() - sent;
+  ASSERT_THAT(done.status, IsOk()) << done.status;
+  std::cout << "identity install to new handshakes: " << absl::FormatDuration(took) << "\n";
+  EXPECT_LT(took, absl::Seconds(3));
+
+  const std::string after = ServedPem(agent, 2);
+  EXPECT_EQ(after, chain) << "a new connection is not served the new certificate";
+  EXPECT_NE(after, before);
+  // The stream opened before the rotation goes on (the install and the
+  // next command are pushed to it).
+  nodeward::v1::Command ping;
+  ping.mutable_ping()->set_note("after the rotation");
+  ASSERT_THAT(send(ping).status, IsOk());
+  bool saw = false;
+  for (int i = 0; i < 5 && !saw && reader->Read(&report); ++i) {
+    saw = report.commands().applied() >= 3;
+  }
+  EXPECT_TRUE(saw) << "the WatchHealth stream did not continue";
+  watch_ctx.TryCancel();
+  (void)reader->Finish();
 }
 
 TEST(CertE2eDisabledTest, WithoutTargetsTheCommandsAreDisabled) {

@@ -44,7 +44,10 @@ class CertManagerTest : public ::testing::Test {
     o.targets = {t};
     o.state_dir = "/state";
     o.node_id = "db-7";
-    manager_ = CertificateManager::Create({&fs_, &clock_, &services_}, o).value();
+    manager_ = CertificateManager::Create(
+        {&fs_, &clock_, &services_, [this] { return Served(); },
+         [this](absl::Duration d) { clock_.Advance(d); }},
+        o).value();
   }
   absl::StatusOr<CommandResult> Run(const nodeward::v1::Command& c) {
     VerifiedCommand v;
@@ -88,6 +91,9 @@ class CertManagerTest : public ::testing::Test {
   platform::FakeClock clock_;
   platform::FakeFileSystem fs_;
   platform::FakeServiceControl services_;
+  // What the agent's listener serves, for AGENT_IDENTITY targets.
+  std::function<absl::StatusOr<std::string>()> served_;
+  absl::StatusOr<std::string> Served() { return served_ ? served_() : std::string(); }
   TestCa ca_;
   TestCa other_ca_;
   std::unique_ptr<CertificateManager> manager_;
@@ -295,6 +301,36 @@ TEST_F(CertManagerTest, AFailedReloadRollsBackToThePreviousVersion) {
   EXPECT_EQ(manager_->Status()[0].state(), CertificateHealth::OK);
 }
 
+// Point 4 on fakes: the agent's identity counts as reloaded once a new
+// handshake is served the new key; if that never happens, it rolls back.
+TEST_F(CertManagerTest, AgentIdentityWaitsForTheServedKeyOrRollsBack) {
+  nodeward::v1::ReloadAction a;
+  a.set_how(nodeward::v1::ReloadAction::AGENT_IDENTITY);
+  Make(CertificateTarget::SERVER, a);
+  // The provider picks the files up on its second look.
+  int looks = 0;
+  std::string installed;
+  served_ = [&]() -> absl::StatusOr<std::string> {
+    return ++looks >= 2 ? installed : std::string("old");
+  };
+  absl::StatusOr<CommandResult> req = Request();
+  ASSERT_THAT(req, IsOk());
+  installed = req->certificate().spki_sha256();
+  EVP_PKEY* k = TestCa::CsrKey(req->certificate().csr_pem());
+  const std::string chain = ca_.Issue(k, Valid());
+  EVP_PKEY_free(k);
+  ASSERT_THAT(Install(chain), IsOk());
+  EXPECT_GE(looks, 2);
+  // Never served: rolled back to v1 (which is then served).
+  const std::string v1 = installed;
+  served_ = [&]() -> absl::StatusOr<std::string> { return Current() == "v1" ? v1 : "stale"; };
+  absl::StatusOr<CommandResult> r = Install(Requested(ca_, Valid()));
+  ExpectRefused(r, reason::kCertReloadFailed);
+  EXPECT_EQ(Current(), "v1");
+  EXPECT_NE(r.status().message().find("rolled back to v1 and reloaded"), std::string::npos)
+      << r.status();
+}
+
 TEST_F(CertManagerTest, SignalAndRestartActions) {
   nodeward::v1::ReloadAction a;
   a.set_unit("pgbouncer.service");
@@ -318,7 +354,7 @@ TEST(CertManagerConfigTest, BadTargetsAreRefused) {
     if (!san.empty()) t.add_allowed_sans(san);
     CertOptions o;
     o.targets = {t};
-    return CertificateManager::Create({&fs, &clock}, o).status();
+    return CertificateManager::Create({&fs, &clock, nullptr, nullptr, nullptr}, o).status();
   };
   EXPECT_THAT(make("pg", "/etc/nodeward/certs/pg", "db.internal"), IsOk());
   EXPECT_FALSE(make("PG", "/etc/x", "").ok());
