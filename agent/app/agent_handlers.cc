@@ -120,8 +120,9 @@ absl::Status AgentApp::BuildPipelineStep() {
     certs_ = cm.get();
     handlers["request_certificate"] = std::move(cm);
     handlers["install_certificate"] = std::make_unique<ForwardingHandler>(certs_);
+    handlers["update_ca_bundle"] = std::make_unique<ForwardingHandler>(certs_);
   } else {
-    for (const char* type : {"request_certificate", "install_certificate"}) {
+    for (const char* type : {"request_certificate", "install_certificate", "update_ca_bundle"}) {
       handlers[type] = std::make_unique<DisabledHandler>(
           "no certificate targets in this node's config (certificates.targets)");
     }

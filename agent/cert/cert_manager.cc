@@ -118,9 +118,10 @@ absl::Time CertificateManager::RenewalDue(absl::Time not_before, absl::Time not_
 
 absl::StatusOr<CommandResult> CertificateManager::Apply(const VerifiedCommand& command) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<CommandResult> r = command.command.has_request_certificate()
-                                        ? Request(command.command.request_certificate())
-                                        : Install(command.command.install_certificate());
+  absl::StatusOr<CommandResult> r =
+      command.command.has_request_certificate()   ? Request(command.command.request_certificate())
+      : command.command.has_update_ca_bundle()    ? UpdateBundle(command.command.update_ca_bundle())
+                                                  : Install(command.command.install_certificate());
   if (!r.ok()) return WithDefaultReason(r.status(), reason::kCertStoreFailed);
   return r;
 }
@@ -243,23 +244,45 @@ absl::StatusOr<CommandResult> CertificateManager::Install(const nodeward::v1::In
   }
   ASSIGN_OR_RETURN(const uint32_t current, CurrentVersion(*t));
 
-  // Install: a new version, every file durable, then one atomic swap.
-  const uint32_t next = current + 1;
-  const std::string dir = VersionDir(*t, next);
   ASSIGN_OR_RETURN(SecureBuffer key_pem, KeyToPem(key.get()));
+  ASSIGN_OR_RETURN(const uint32_t next,
+                   Commit(*t, current, key_pem.view(), c.chain_pem(), bundle_pem, facts.spki_sha256));
+  // Done: the pending key is used up.
+  (void)deps_.fs->RemoveFile(PendingPath(name));
+  pending_since_.erase(name);
+  CommandResult r;
+  auto* out = r.mutable_certificate();
+  out->set_target(name);
+  out->set_spki_sha256(facts.spki_sha256);
+  out->set_version(next);
+  *out->mutable_not_before() = ToTimestamp(facts.not_before);
+  *out->mutable_not_after() = ToTimestamp(facts.not_after);
+  out->set_key_type(KeyTypeName(t->key_type()));
+  return r;
+}
+
+absl::StatusOr<uint32_t> CertificateManager::Commit(const CertificateTarget& t, uint32_t current,
+                                                   absl::string_view key_pem,
+                                                   absl::string_view chain_pem,
+                                                   absl::string_view bundle_pem,
+                                                   const std::string& spki) {
+  const std::string& name = t.name();
+  // A new version, every file durable, then one atomic swap.
+  const uint32_t next = current + 1;
+  const std::string dir = VersionDir(t, next);
   RETURN_IF_ERROR(deps_.fs->MakeDirectory(dir, 0755));
-  RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/key.pem", key_pem.view(),
-                                                t->key_mode() == 0 ? 0600 : t->key_mode()));
-  RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/chain.pem", c.chain_pem(), 0644));
+  RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/key.pem", key_pem,
+                                                t.key_mode() == 0 ? 0600 : t.key_mode()));
+  RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/chain.pem", chain_pem, 0644));
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/ca.pem", bundle_pem, 0644));
-  RETURN_IF_ERROR(deps_.fs->ReplaceSymlink(t->directory() + "/current", absl::StrCat("v", next)));
+  RETURN_IF_ERROR(deps_.fs->ReplaceSymlink(t.directory() + "/current", absl::StrCat("v", next)));
   // The service takes it, or the previous version comes back.
-  if (absl::Status reloaded = RunReload(*t, facts.spki_sha256); !reloaded.ok()) {
+  if (absl::Status reloaded = RunReload(t, spki); !reloaded.ok()) {
     std::string what = absl::StrCat("v", next, " installed but ", reloaded.message());
     if (current > 0) {
       absl::Status back =
-          deps_.fs->ReplaceSymlink(t->directory() + "/current", absl::StrCat("v", current));
-      absl::Status again = back.ok() ? RunReload(*t, SpkiOf(*t, current)) : back;
+          deps_.fs->ReplaceSymlink(t.directory() + "/current", absl::StrCat("v", current));
+      absl::Status again = back.ok() ? RunReload(t, SpkiOf(t, current)) : back;
       absl::StrAppend(&what, "; rolled back to v", current,
                       again.ok() ? " and reloaded" : absl::StrCat(", whose reload failed too: ",
                                                                   again.message()));
@@ -270,14 +293,52 @@ absl::StatusOr<CommandResult> CertificateManager::Install(const nodeward::v1::In
     return Refuse(absl::StatusCode::kFailedPrecondition, reason::kCertReloadFailed, name, what);
   }
   reload_error_.erase(name);
-  // Done: the pending key is used up; the version before the previous goes.
-  (void)deps_.fs->RemoveFile(PendingPath(name));
-  pending_since_.erase(name);
-  if (next > 2) {
-    const std::string old = VersionDir(*t, next - 2);
+  if (next > 2) {  // the version before the previous goes
+    const std::string old = VersionDir(t, next - 2);
     for (const char* f : {"/key.pem", "/chain.pem", "/ca.pem"}) (void)deps_.fs->RemoveFile(old + f);
     (void)deps_.fs->RemoveDirectory(old);
   }
+  return next;
+}
+
+absl::StatusOr<CommandResult> CertificateManager::UpdateBundle(
+    const nodeward::v1::UpdateCaBundle& c) {
+  const CertificateTarget* t = Find(c.target());
+  if (t == nullptr) {
+    return Refuse(absl::StatusCode::kNotFound, reason::kCertTargetUnknown, c.target().substr(0, 64),
+                  "no such target in certificates.targets");
+  }
+  const std::string& name = t->name();
+  absl::StatusOr<std::vector<CertPtr>> roots = ParseCertificates(c.ca_bundle_pem(), kMaxBundle);
+  if (!roots.ok()) {
+    return Refuse(roots.status().code(), ReasonOf(roots.status()), name,
+                  absl::StrCat("CA bundle: ", roots.status().message()));
+  }
+  ASSIGN_OR_RETURN(const uint32_t current, CurrentVersion(*t));
+  if (current == 0) {
+    return Refuse(absl::StatusCode::kFailedPrecondition, reason::kCertNothingInstalled, name,
+                  "no version installed: a bundle comes with InstallCertificate");
+  }
+  const std::string dir = VersionDir(*t, current);
+  ASSIGN_OR_RETURN(std::string chain_pem, deps_.fs->ReadFile(dir + "/chain.pem"));
+  ASSIGN_OR_RETURN(std::vector<CertPtr> chain, ParseCertificates(chain_pem, kMaxChain));
+  // Threat 46: a bundle may gain CAs before the leaves move, never lose the
+  // one the certificate in force chains to.
+  const absl::Time now = deps_.clock->Now();
+  const CertFacts facts = FactsOf(chain[0].get());
+  if (absl::Status v = VerifyChain(chain, *roots, std::max(now, facts.not_before), t->usage());
+      !v.ok()) {
+    return Refuse(absl::StatusCode::kFailedPrecondition, reason::kCertCaDropsCurrent, name,
+                  absl::StrCat("the certificate in force (v", current,
+                               ") does not verify to the new bundle: ", v.message()));
+  }
+  SecureBuffer key = SecureBuffer::Create(kMaxPendingKeyBytes).value();
+  absl::StatusOr<size_t> n =
+      deps_.fs->ReadFileInto(dir + "/key.pem", reinterpret_cast<char*>(key.data()), key.size());
+  if (!n.ok()) return n.status();
+  ASSIGN_OR_RETURN(const uint32_t next,
+                   Commit(*t, current, absl::string_view(reinterpret_cast<char*>(key.data()), *n),
+                          chain_pem, c.ca_bundle_pem(), facts.spki_sha256));
   CommandResult r;
   auto* out = r.mutable_certificate();
   out->set_target(name);
@@ -285,7 +346,6 @@ absl::StatusOr<CommandResult> CertificateManager::Install(const nodeward::v1::In
   out->set_version(next);
   *out->mutable_not_before() = ToTimestamp(facts.not_before);
   *out->mutable_not_after() = ToTimestamp(facts.not_after);
-  out->set_key_type(KeyTypeName(t->key_type()));
   return r;
 }
 

@@ -71,6 +71,14 @@ class CertificateManager final : public CommandHandler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<nodeward::v1::CommandResult> Install(const nodeward::v1::InstallCertificate& c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<nodeward::v1::CommandResult> UpdateBundle(const nodeward::v1::UpdateCaBundle& c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes v<current+1> (durable), swaps `current` to it, runs the reload
+  // and rolls back if that fails: the new version, or why not.
+  absl::StatusOr<uint32_t> Commit(const nodeward::v1::CertificateTarget& t, uint32_t current,
+                                  absl::string_view key_pem, absl::string_view chain_pem,
+                                  absl::string_view bundle_pem, const std::string& spki)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The version `current` points at (0: none). CERT_TARGET_FOREIGN when it
   // is not our symlink.
   absl::StatusOr<uint32_t> CurrentVersion(const nodeward::v1::CertificateTarget& t)

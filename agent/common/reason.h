@@ -97,6 +97,8 @@ inline constexpr absl::string_view kCertUsageWrong = "CERT_USAGE_WRONG";
 inline constexpr absl::string_view kCertTargetForeign = "CERT_TARGET_FOREIGN";
 inline constexpr absl::string_view kCertStoreFailed = "CERT_STORE_FAILED";
 inline constexpr absl::string_view kCertReloadFailed = "CERT_RELOAD_FAILED";
+inline constexpr absl::string_view kCertNothingInstalled = "CERT_NOTHING_INSTALLED";
+inline constexpr absl::string_view kCertCaDropsCurrent = "CERT_CA_DROPS_CURRENT";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

@@ -344,6 +344,41 @@ TEST_F(CertManagerTest, SignalAndRestartActions) {
                                                        "restart pgbouncer.service"}));
 }
 
+// Point 5, threat 46: a bundle may gain a CA before the leaves switch; one
+// that drops the CA the certificate in force chains to is refused.
+TEST_F(CertManagerTest, CaBundleRotationKeepsTheCurrentLeafVerifiable) {
+  auto update = [&](const std::string& bundle) {
+    nodeward::v1::Command c;
+    c.mutable_update_ca_bundle()->set_target("pg");
+    c.mutable_update_ca_bundle()->set_ca_bundle_pem(bundle);
+    return Run(c);
+  };
+  ExpectRefused(update(ca_.Pem()), reason::kCertNothingInstalled);
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  const std::string chain = fs_.ReadFile(std::string(kDir) + "/current/chain.pem").value();
+  const std::string key = fs_.ReadFile(std::string(kDir) + "/current/key.pem").value();
+  // Overlap: old and new CA together.
+  absl::StatusOr<CommandResult> both = update(ca_.Pem() + other_ca_.Pem());
+  ASSERT_THAT(both, IsOk());
+  EXPECT_EQ(both->certificate().version(), 2u);
+  EXPECT_EQ(Current(), "v2");
+  EXPECT_EQ(fs_.ReadFile(std::string(kDir) + "/current/ca.pem").value(), ca_.Pem() + other_ca_.Pem());
+  EXPECT_EQ(fs_.ReadFile(std::string(kDir) + "/current/chain.pem").value(), chain);
+  EXPECT_EQ(fs_.ReadFile(std::string(kDir) + "/current/key.pem").value(), key);
+  // Dropping the CA the leaf in force chains to: refused, nothing changes.
+  ExpectRefused(update(other_ca_.Pem()), reason::kCertCaDropsCurrent);
+  EXPECT_EQ(Current(), "v2");
+  ExpectRefused(update("garbage"), reason::kCertPemInvalid);
+  // Once the leaf comes from the new CA, the old one may go.
+  nodeward::v1::Command c;
+  c.mutable_install_certificate()->set_target("pg");
+  c.mutable_install_certificate()->set_chain_pem(Requested(other_ca_, Valid()));
+  c.mutable_install_certificate()->set_ca_bundle_pem(ca_.Pem() + other_ca_.Pem());
+  ASSERT_THAT(Run(c), IsOk());
+  EXPECT_THAT(update(other_ca_.Pem()), IsOk());
+  EXPECT_EQ(Current(), "v4");
+}
+
 TEST(CertManagerConfigTest, BadTargetsAreRefused) {
   platform::FakeClock clock;
   platform::FakeFileSystem fs;
