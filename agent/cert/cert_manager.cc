@@ -103,6 +103,15 @@ const CertificateTarget* CertificateManager::Find(const std::string& name) const
   return nullptr;
 }
 
+absl::StatusOr<const CertificateTarget*> CertificateManager::Target(const std::string& name) const {
+  const CertificateTarget* t = Find(name);
+  if (t == nullptr) {
+    return Refuse(absl::StatusCode::kNotFound, reason::kCertTargetUnknown, name.substr(0, 64),
+                  "no such target in certificates.targets");
+  }
+  return t;
+}
+
 std::string CertificateManager::PendingPath(const std::string& target) const {
   return absl::StrCat(options_.state_dir, "/certs/", target, ".pending.key");
 }
@@ -142,11 +151,7 @@ absl::StatusOr<uint32_t> CertificateManager::CurrentVersion(const CertificateTar
 }
 
 absl::StatusOr<CommandResult> CertificateManager::Request(const nodeward::v1::RequestCertificate& c) {
-  const CertificateTarget* t = Find(c.target());
-  if (t == nullptr) {
-    return Refuse(absl::StatusCode::kNotFound, reason::kCertTargetUnknown, c.target().substr(0, 64),
-                  "no such target in certificates.targets");
-  }
+  ASSIGN_OR_RETURN(const CertificateTarget* t, Target(c.target()));
   std::vector<std::string> sans(c.sans().begin(), c.sans().end());
   if (sans.empty()) sans.assign(t->allowed_sans().begin(), t->allowed_sans().end());
   const std::set<std::string> allowed(t->allowed_sans().begin(), t->allowed_sans().end());
@@ -178,11 +183,7 @@ absl::StatusOr<CommandResult> CertificateManager::Request(const nodeward::v1::Re
 }
 
 absl::StatusOr<CommandResult> CertificateManager::Install(const nodeward::v1::InstallCertificate& c) {
-  const CertificateTarget* t = Find(c.target());
-  if (t == nullptr) {
-    return Refuse(absl::StatusCode::kNotFound, reason::kCertTargetUnknown, c.target().substr(0, 64),
-                  "no such target in certificates.targets");
-  }
+  ASSIGN_OR_RETURN(const CertificateTarget* t, Target(c.target()));
   const std::string& name = t->name();
   // Everything is checked before anything is written (security rule 8).
   absl::StatusOr<std::vector<CertPtr>> chain = ParseCertificates(c.chain_pem(), kMaxChain);
@@ -303,11 +304,7 @@ absl::StatusOr<uint32_t> CertificateManager::Commit(const CertificateTarget& t, 
 
 absl::StatusOr<CommandResult> CertificateManager::UpdateBundle(
     const nodeward::v1::UpdateCaBundle& c) {
-  const CertificateTarget* t = Find(c.target());
-  if (t == nullptr) {
-    return Refuse(absl::StatusCode::kNotFound, reason::kCertTargetUnknown, c.target().substr(0, 64),
-                  "no such target in certificates.targets");
-  }
+  ASSIGN_OR_RETURN(const CertificateTarget* t, Target(c.target()));
   const std::string& name = t->name();
   absl::StatusOr<std::vector<CertPtr>> roots = ParseCertificates(c.ca_bundle_pem(), kMaxBundle);
   if (!roots.ok()) {

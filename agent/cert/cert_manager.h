@@ -66,6 +66,8 @@ class CertificateManager final : public CommandHandler {
  private:
   CertificateManager(CertDeps deps, CertOptions options);
   const nodeward::v1::CertificateTarget* Find(const std::string& name) const;
+  // Find, or CERT_TARGET_UNKNOWN.
+  absl::StatusOr<const nodeward::v1::CertificateTarget*> Target(const std::string& name) const;
   std::string PendingPath(const std::string& target) const;
   absl::StatusOr<nodeward::v1::CommandResult> Request(const nodeward::v1::RequestCertificate& c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
