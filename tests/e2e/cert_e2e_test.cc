@@ -219,6 +219,104 @@ TEST(CertIdentityE2eTest, RotatingTheAgentsIdentityKeepsStreamsAndServesTheNewOn
   (void)reader->Finish();
 }
 
+// Point 6, threat 44: an expired agent identity is a recovery path, not a
+// wedge. A client that checks validity cannot connect; one that pins the SPKI
+// health reported connects, and the signed commands rotate the identity.
+TEST(CertIdentityE2eTest, AnExpiredIdentityIsRecoveredThroughThePinnedSpki) {
+  AgentProcess agent;
+  const std::string dir = agent.dir() + "/identity";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dir + "/v1").c_str(), 0755), 0);
+  TestCa dev_ca(ReadAll(agent.dir() + "/pki/ca.pem"), ReadAll(agent.dir() + "/pki/ca.key"));
+  EVP_PKEY* old_key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  TestCa::Leaf expired;
+  expired.sans = {"localhost", "127.0.0.1", "::1"};
+  expired.not_before = absl::Now() - absl::Hours(48);
+  expired.not_after = absl::Now() - absl::Hours(1);  // the VM was paused past it
+  std::ofstream(dir + "/v1/chain.pem") << dev_ca.Issue(old_key, expired);
+  {
+    BIO* b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(b, old_key, nullptr, nullptr, 0, nullptr, nullptr);
+    char* d = nullptr;
+    const long n = BIO_get_mem_data(b, &d);
+    std::ofstream(dir + "/v1/key.pem") << std::string(d, static_cast<size_t>(n));
+    BIO_free(b);
+  }
+  EVP_PKEY_free(old_key);
+  ASSERT_EQ(symlink("v1", (dir + "/current").c_str()), 0);
+  auto* tls = agent.config().mutable_tls();
+  tls->set_server_cert_file(dir + "/current/chain.pem");
+  tls->set_server_key_file(dir + "/current/key.pem");
+  tls->set_refresh_interval_seconds(1);
+  auto* t = agent.config().mutable_certificates()->add_targets();
+  t->set_name("agent");
+  t->set_directory(dir);
+  for (const char* san : {"localhost", "127.0.0.1", "::1"}) t->add_allowed_sans(san);
+  t->set_ca_bundle_file(agent.dir() + "/pki/ca.pem");
+  t->mutable_reload()->set_how(nodeward::v1::ReloadAction::AGENT_IDENTITY);
+  for (const char* type : {"request_certificate", "install_certificate"}) {
+    auto* p = agent.config().mutable_trust()->add_policies();
+    p->set_command_type(type);
+    p->add_allowed_roles("orchestrator");
+  }
+  ASSERT_THAT(agent.Start(), IsOk());
+  // What the orchestrator recorded from health (here: the status socket).
+  absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
+  ASSERT_THAT(st, IsOk());
+  ASSERT_EQ(st->health().certificates_size(), 1);
+  EXPECT_EQ(st->health().certificates(0).state(), nodeward::v1::CertificateHealth::EXPIRED);
+  const std::string pin = st->health().certificates(0).spki_sha256();
+
+  uint64_t seq = 0;
+  auto send = [&](std::shared_ptr<grpc::Channel> ch, nodeward::v1::Command c) {
+    c.set_node_id(agent.node_id());
+    c.set_boot_id(agent.boot_id());
+    c.set_sequence(++seq);
+    FillCommandDefaults(&c, absl::Now(), absl::Minutes(5));
+    return ExecuteCommand(ch.get(), SignCommand(c, {&agent.key()}).value(), absl::Seconds(15));
+  };
+  nodeward::v1::Command ping;
+  ping.mutable_ping();
+  auto checked = agent.Channel();
+  ASSERT_THAT(checked, IsOk());
+  EXPECT_EQ(send(*checked, ping).status.code(), absl::StatusCode::kUnavailable)
+      << "a validity-checking client should not get through an expired identity";
+  --seq;  // never reached the agent
+  ClientTls pinned_tls = agent.Tls();
+  pinned_tls.pin_spki = pin;
+  auto pinned = MakeAgentChannel(agent.target(), pinned_tls);
+  ASSERT_THAT(pinned, IsOk());
+  ASSERT_THAT(send(*pinned, ping).status, IsOk());
+  ClientTls wrong = agent.Tls();
+  wrong.pin_spki = std::string(64, '0');
+  wrong.connection_tag = 7;
+  auto wrong_ch = MakeAgentChannel(agent.target(), wrong);
+  ASSERT_THAT(wrong_ch, IsOk());
+  EXPECT_EQ(send(*wrong_ch, ping).status.code(), absl::StatusCode::kUnavailable);
+  --seq;
+
+  nodeward::v1::Command request;
+  request.mutable_request_certificate()->set_target("agent");
+  ExecuteOutcome csr = send(*pinned, request);
+  ASSERT_THAT(csr.status, IsOk());
+  EVP_PKEY* k = TestCa::CsrKey(csr.result.certificate().csr_pem());
+  TestCa::Leaf fresh;
+  fresh.sans = {"localhost", "127.0.0.1", "::1"};
+  fresh.not_before = absl::Now() - absl::Minutes(1);
+  fresh.not_after = absl::Now() + absl::Hours(24 * 30);
+  nodeward::v1::Command install;
+  install.mutable_install_certificate()->set_target("agent");
+  install.mutable_install_certificate()->set_chain_pem(dev_ca.Issue(k, fresh));
+  EVP_PKEY_free(k);
+  ASSERT_THAT(send(*pinned, install).status, IsOk());
+  // Recovered: a client that checks everything gets in again.
+  ClientTls again_tls = agent.Tls();
+  again_tls.connection_tag = 9;
+  auto again = MakeAgentChannel(agent.target(), again_tls);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(send(*again, ping).status, IsOk());
+}
+
 TEST(CertE2eDisabledTest, WithoutTargetsTheCommandsAreDisabled) {
   AgentProcess agent;
   auto* p = agent.config().mutable_trust()->add_policies();

@@ -59,6 +59,9 @@ class Builder {
     Opt("cert", "this client's certificate (PEM)", required);
     Opt("key", "this client's private key (PEM)", required);
     Opt("server-name", "name to check in the agent's certificate (default: HOST)");
+    Opt("pin-spki",
+        "accept the agent by the hex SHA-256 of its key (health: certificates[].spki_sha256) "
+        "instead of its chain and validity: the recovery path for an expired identity");
     return *this;
   }
   void Fill(Args* out) const {

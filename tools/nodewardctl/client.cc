@@ -1,5 +1,13 @@
 #include "tools/nodewardctl/client.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "agent/common/crypto.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_certificate_verifier.h"
+#include "grpcpp/security/tls_credentials_options.h"
+
 #include <openssl/rand.h>
 
 #include <fstream>
@@ -62,6 +70,60 @@ absl::StatusOr<nodeward::v1::SignedCommand> SignCommand(
   return env;
 }
 
+namespace {
+
+// Accepts the server when its leaf's SubjectPublicKeyInfo hashes to the pin.
+class SpkiPin final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit SpkiPin(std::string pin) : pin_(std::move(pin)) {}
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    const grpc::string_ref pem = request->peer_cert();
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509* leaf = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+    BIO_free(bio);
+    std::string got;
+    if (leaf != nullptr) {
+      unsigned char* der = nullptr;
+      const int n = i2d_PUBKEY(X509_get0_pubkey(leaf), &der);
+      if (n > 0) {
+        got = HexEncode(Sha256(absl::string_view(reinterpret_cast<char*>(der),
+                                                 static_cast<size_t>(n))));
+      }
+      OPENSSL_free(der);
+      X509_free(leaf);
+    }
+    *sync_status = got == pin_ ? grpc::Status::OK
+                               : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                              "the agent's key is not the pinned one");
+    return true;  // answered synchronously
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  const std::string pin_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::ChannelCredentials> PinnedCredentials(const grpc::SslCredentialsOptions& o,
+                                                            const std::string& pin) {
+  std::vector<grpc::experimental::IdentityKeyCertPair> identity;
+  if (!o.pem_cert_chain.empty()) identity.push_back({o.pem_private_key, o.pem_cert_chain});
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      o.pem_root_certs, identity);
+  grpc::experimental::TlsChannelCredentialsOptions opts;
+  opts.set_certificate_provider(provider);
+  opts.watch_root_certs();
+  if (!identity.empty()) opts.watch_identity_key_cert_pairs();
+  // The pin replaces the chain, name and validity checks, nothing else.
+  opts.set_verify_server_certs(false);
+  opts.set_check_call_host(false);
+  opts.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<SpkiPin>(pin));
+  return grpc::experimental::TlsCredentials(opts);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::string& target,
                                                                 const ClientTls& tls) {
   grpc::SslCredentialsOptions o;
@@ -77,6 +139,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::strin
     o.pem_private_key = *key;
   }
   grpc::ChannelArguments args;
+  if (!tls.pin_spki.empty()) {
+    args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 4 << 20);
+    if (tls.connection_tag != 0) args.SetInt("nodeward.connection_tag", tls.connection_tag);
+    return grpc::CreateCustomChannel(target, PinnedCredentials(o, tls.pin_spki), args);
+  }
   if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 4 << 20);
   if (tls.connection_tag != 0) args.SetInt("nodeward.connection_tag", tls.connection_tag);

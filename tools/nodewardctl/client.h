@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "agent/common/crypto.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
 #include "nodeward/v1/agent.pb.h"
 #include "nodeward/v1/command.pb.h"
 #include "nodeward/v1/envelope.pb.h"
@@ -41,10 +42,19 @@ struct ClientTls {
   std::string key_file;
   // Name to check in the server certificate; default: the target host.
   std::string server_name;
+  // Hex SHA-256 of the agent's SPKI (health: certificates[].spki_sha256):
+  // the server is accepted when its leaf has this key, whatever its chain,
+  // name or validity window say. The recovery path for an expired agent
+  // identity (docs/certificates.md); the client certificate is still sent.
+  std::string pin_spki{};
   // Channels with different non-zero tags never share a connection (tests
   // that need many connections).
   int connection_tag = 0;
 };
+
+// Credentials that accept the server by its SPKI pin alone (ClientTls.pin_spki).
+std::shared_ptr<grpc::ChannelCredentials> PinnedCredentials(const grpc::SslCredentialsOptions& o,
+                                                            const std::string& pin);
 
 // An mTLS channel to the agent. Errors name an unreadable file.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeAgentChannel(const std::string& target,

@@ -52,8 +52,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(const Args& a) {
       a.Get("key").empty()) {
     return absl::InvalidArgumentError("--target, --ca, --cert and --key are required");
   }
-  return MakeAgentChannel(a.Get("target"),
-                          {a.Get("ca"), a.Get("cert"), a.Get("key"), a.Get("server-name")});
+  ClientTls tls;
+  tls.ca_file = a.Get("ca");
+  tls.cert_file = a.Get("cert");
+  tls.key_file = a.Get("key");
+  tls.server_name = a.Get("server-name");
+  tls.pin_spki = a.Get("pin-spki");
+  return MakeAgentChannel(a.Get("target"), tls);
 }
 
 int Keygen(const Args& a) {
