@@ -113,6 +113,26 @@ std::string ReadAll(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// The agent's TLS identity read from `dir`/current (v1 already there), and
+// `dir` its AGENT_IDENTITY certificate target ("agent").
+void ServeIdentityFrom(AgentProcess& agent, const std::string& dir) {
+  auto* tls = agent.config().mutable_tls();
+  tls->set_server_cert_file(dir + "/current/chain.pem");
+  tls->set_server_key_file(dir + "/current/key.pem");
+  tls->set_refresh_interval_seconds(1);
+  auto* t = agent.config().mutable_certificates()->add_targets();
+  t->set_name("agent");
+  t->set_directory(dir);
+  for (const char* san : {"localhost", "127.0.0.1", "::1"}) t->add_allowed_sans(san);
+  t->set_ca_bundle_file(agent.dir() + "/pki/ca.pem");
+  t->mutable_reload()->set_how(nodeward::v1::ReloadAction::AGENT_IDENTITY);
+  for (const char* type : {"request_certificate", "install_certificate"}) {
+    auto* p = agent.config().mutable_trust()->add_policies();
+    p->set_command_type(type);
+    p->add_allowed_roles("orchestrator");
+  }
+}
+
 // The PEM of the certificate a new connection's handshake was served.
 std::string ServedPem(AgentProcess& agent, int tag) {
   ClientTls tls = agent.Tls();
@@ -142,21 +162,7 @@ TEST(CertIdentityE2eTest, RotatingTheAgentsIdentityKeepsStreamsAndServesTheNewOn
   std::ofstream(dir + "/v1/chain.pem") << ReadAll(agent.dir() + "/pki/server.pem");
   std::ofstream(dir + "/v1/key.pem") << ReadAll(agent.dir() + "/pki/server.key");
   ASSERT_EQ(symlink("v1", (dir + "/current").c_str()), 0);
-  auto* tls = agent.config().mutable_tls();
-  tls->set_server_cert_file(dir + "/current/chain.pem");
-  tls->set_server_key_file(dir + "/current/key.pem");
-  tls->set_refresh_interval_seconds(1);
-  auto* t = agent.config().mutable_certificates()->add_targets();
-  t->set_name("agent");
-  t->set_directory(dir);
-  for (const char* san : {"localhost", "127.0.0.1", "::1"}) t->add_allowed_sans(san);
-  t->set_ca_bundle_file(agent.dir() + "/pki/ca.pem");
-  t->mutable_reload()->set_how(nodeward::v1::ReloadAction::AGENT_IDENTITY);
-  for (const char* type : {"request_certificate", "install_certificate"}) {
-    auto* p = agent.config().mutable_trust()->add_policies();
-    p->set_command_type(type);
-    p->add_allowed_roles("orchestrator");
-  }
+  ServeIdentityFrom(agent, dir);
   ASSERT_THAT(agent.Start(), IsOk());
   const std::string before = ServedPem(agent, 1);
   ASSERT_FALSE(before.empty());
@@ -244,21 +250,7 @@ TEST(CertIdentityE2eTest, AnExpiredIdentityIsRecoveredThroughThePinnedSpki) {
   }
   EVP_PKEY_free(old_key);
   ASSERT_EQ(symlink("v1", (dir + "/current").c_str()), 0);
-  auto* tls = agent.config().mutable_tls();
-  tls->set_server_cert_file(dir + "/current/chain.pem");
-  tls->set_server_key_file(dir + "/current/key.pem");
-  tls->set_refresh_interval_seconds(1);
-  auto* t = agent.config().mutable_certificates()->add_targets();
-  t->set_name("agent");
-  t->set_directory(dir);
-  for (const char* san : {"localhost", "127.0.0.1", "::1"}) t->add_allowed_sans(san);
-  t->set_ca_bundle_file(agent.dir() + "/pki/ca.pem");
-  t->mutable_reload()->set_how(nodeward::v1::ReloadAction::AGENT_IDENTITY);
-  for (const char* type : {"request_certificate", "install_certificate"}) {
-    auto* p = agent.config().mutable_trust()->add_policies();
-    p->set_command_type(type);
-    p->add_allowed_roles("orchestrator");
-  }
+  ServeIdentityFrom(agent, dir);
   ASSERT_THAT(agent.Start(), IsOk());
   // What the orchestrator recorded from health (here: the status socket).
   absl::StatusOr<nodeward::v1::StatusReport> st = agent.Status();
