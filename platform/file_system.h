@@ -43,6 +43,8 @@ class FileSystem {
                                               size_t capacity) = 0;
   // Replaces `path` atomically and durably: temp file in the same directory,
   // fsync, rename, fsync of the directory. A crash leaves old or new content.
+  // Never follows a symlink: one at the temporary name is removed, one at
+  // `path` is replaced.
   virtual absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
                                            uint32_t mode) = 0;
   // Opens (creating with `mode` if absent) for append; the directory entry of a
@@ -79,6 +81,9 @@ class FileSystem {
   // The target of the symlink `path` (NOT_FOUND if absent;
   // FAILED_PRECONDITION if it is anything but a symlink).
   virtual absl::StatusOr<std::string> ReadSymlink(const std::string& path) = 0;
+  // Gives the file `path` (never a symlink's target) the group `group`, by
+  // name; the owner stays. NOT_FOUND for a group that does not exist.
+  virtual absl::Status ChangeGroup(const std::string& path, const std::string& group) = 0;
 };
 
 using FileSystemPtr = std::unique_ptr<FileSystem>;

@@ -1,6 +1,7 @@
 #include "platform/linux/file_system_linux.h"
 
 #include <dirent.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -135,7 +137,10 @@ absl::StatusOr<size_t> LinuxFileSystem::ReadFileInto(const std::string& path, ch
 absl::Status LinuxFileSystem::WriteFileAtomically(const std::string& path, absl::string_view data,
                                                   uint32_t mode) {
   std::string tmp = absl::StrCat(path, ".tmp");
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // A leftover temporary (a crash) goes first; what is created is a new
+  // file, never something a symlink planted at the name points to.
+  if (unlink(tmp.c_str()) != 0 && errno != ENOENT) return Errno(errno, "unlink", tmp);
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) return Errno(errno, "create", tmp);
   absl::Status s = WriteAll(fd, data, tmp);
   if (s.ok() && fsync(fd) != 0) s = Errno(errno, "fsync", tmp);
@@ -301,6 +306,19 @@ absl::StatusOr<std::string> LinuxFileSystem::ReadSymlink(const std::string& path
   const ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
   if (n < 0) return Errno(errno, "readlink", path);
   return std::string(buf, static_cast<size_t>(n));
+}
+
+absl::Status LinuxFileSystem::ChangeGroup(const std::string& path, const std::string& group) {
+  struct group gr;
+  struct group* found = nullptr;
+  std::vector<char> buf(16384);
+  const int rc = getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &found);
+  if (rc != 0) return Errno(rc, "look up group", group);
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("group ", group, " does not exist"));
+  if (fchownat(AT_FDCWD, path.c_str(), static_cast<uid_t>(-1), gr.gr_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    return Errno(errno, absl::StrCat("chgrp ", group), path);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace nodeward::platform

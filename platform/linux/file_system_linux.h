@@ -28,6 +28,7 @@ class LinuxFileSystem final : public FileSystem {
   absl::Status RemoveDirectory(const std::string& path) override;
   absl::Status ReplaceSymlink(const std::string& link, const std::string& target) override;
   absl::StatusOr<std::string> ReadSymlink(const std::string& path) override;
+  absl::Status ChangeGroup(const std::string& path, const std::string& group) override;
 };
 
 }  // namespace nodeward::platform

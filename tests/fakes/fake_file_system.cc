@@ -1,5 +1,7 @@
 #include "tests/fakes/fake_file_system.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -234,6 +236,28 @@ absl::StatusOr<std::string> FakeFileSystem::ReadSymlink(const std::string& path)
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a symlink"));
   }
   return absl::NotFoundError(absl::StrCat("lstat ", path));
+}
+
+absl::Status FakeFileSystem::ChangeGroup(const std::string& path, const std::string& group) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = MaybeFail(); !s.ok()) return s;
+  if (std::find(known_groups_.begin(), known_groups_.end(), group) == known_groups_.end()) {
+    return absl::NotFoundError(absl::StrCat("group ", group, " does not exist"));
+  }
+  if (files_.count(path) == 0) return absl::NotFoundError(absl::StrCat("chgrp ", path));
+  groups_[path] = group;
+  return absl::OkStatus();
+}
+
+std::string FakeFileSystem::Group(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(path);
+  return it == groups_.end() ? "" : it->second;
+}
+
+void FakeFileSystem::SetKnownGroups(std::vector<std::string> groups) {
+  absl::MutexLock lock(&mu_);
+  known_groups_ = std::move(groups);
 }
 
 }  // namespace nodeward::platform

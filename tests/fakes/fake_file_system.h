@@ -34,6 +34,7 @@ class FakeFileSystem final : public FileSystem {
   absl::Status RemoveDirectory(const std::string& path) override;
   absl::Status ReplaceSymlink(const std::string& link, const std::string& target) override;
   absl::StatusOr<std::string> ReadSymlink(const std::string& path) override;
+  absl::Status ChangeGroup(const std::string& path, const std::string& group) override;
   // Every overwrite, in order: (path, data written).
   std::vector<std::pair<std::string, std::string>> overwrites();
 
@@ -53,6 +54,10 @@ class FakeFileSystem final : public FileSystem {
   void SetContent(const std::string& path, const std::string& data);
   bool Exists(const std::string& path);
   int sync_count();
+  // The group ChangeGroup gave `path` ("" if none).
+  std::string Group(const std::string& path);
+  // Groups ChangeGroup knows (default: "ssl-cert"); others are NOT_FOUND.
+  void SetKnownGroups(std::vector<std::string> groups);
 
  private:
   friend class FakeAppendableFile;
@@ -75,6 +80,8 @@ class FakeFileSystem final : public FileSystem {
   absl::StatusCode fail_sync_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
   std::vector<std::pair<std::string, std::string>> overwrites_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> reads_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> groups_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> known_groups_ ABSL_GUARDED_BY(mu_) = {"ssl-cert"};
 };
 
 }  // namespace nodeward::platform

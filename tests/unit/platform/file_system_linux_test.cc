@@ -67,6 +67,22 @@ TEST_F(ReadFileIntoTest, MissingFileIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
+
+// A symlink planted at the temporary name (e.g. key.pem.tmp -> /etc/shadow)
+// is not written through: the write makes a new file and the link's target
+// keeps its bytes. Before the fix, O_TRUNC emptied the target.
+TEST_F(ReadFileIntoTest, AtomicWriteNeverFollowsASymlinkAtItsTemporaryName) {
+  const std::string victim = dir_ + "/victim";
+  std::ofstream(victim) << "precious";
+  ASSERT_EQ(symlink(victim.c_str(), (dir_ + "/key.pem.tmp").c_str()), 0);
+  ASSERT_THAT(fs_.WriteFileAtomically(dir_ + "/key.pem", "new key", 0600), IsOk());
+  EXPECT_EQ(fs_.ReadFile(victim).value(), "precious");
+  EXPECT_EQ(fs_.ReadFile(dir_ + "/key.pem").value(), "new key");
+  EXPECT_EQ(fs_.ReadSymlink(dir_ + "/key.pem.tmp").status().code(), absl::StatusCode::kNotFound);
+  unlink(victim.c_str());
+  unlink((dir_ + "/key.pem").c_str());
+}
+
 }  // namespace
 }  // namespace nodeward::platform
 
