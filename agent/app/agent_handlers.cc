@@ -104,8 +104,9 @@ absl::Status AgentApp::BuildPipelineStep() {
     handlers[type] = std::make_unique<wipe::RefuseAfterWipe>(wipe_, std::move(handlers[type]));
   }
   handlers["wipe"] = std::move(wipe_handler);
-  if (config_.certificates().targets_size() > 0) {
+  if (config_.certificates().targets_size() > 0 || config_.certificates().manage_client_ca()) {
     cert::CertOptions o;
+    if (config_.certificates().manage_client_ca()) o.client_ca_file = config_.tls().client_ca_file();
     o.targets.assign(config_.certificates().targets().begin(),
                      config_.certificates().targets().end());
     if (config_.certificates().clock_skew_seconds() != 0) {
@@ -121,6 +122,10 @@ absl::Status AgentApp::BuildPipelineStep() {
     handlers["request_certificate"] = std::move(cm);
     handlers["install_certificate"] = std::make_unique<ForwardingHandler>(certs_);
     handlers["update_ca_bundle"] = std::make_unique<ForwardingHandler>(certs_);
+    // Nor new keys or certificates once wiped (the VM is going away).
+    for (const char* type : {"request_certificate", "install_certificate", "update_ca_bundle"}) {
+      handlers[type] = std::make_unique<wipe::RefuseAfterWipe>(wipe_, std::move(handlers[type]));
+    }
   } else {
     for (const char* type : {"request_certificate", "install_certificate", "update_ca_bundle"}) {
       handlers[type] = std::make_unique<DisabledHandler>(

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/cert/cert_internal.h"
 #include "agent/cert/x509.h"
 #include "agent/common/crypto.h"
 #include "agent/common/reason.h"
@@ -19,39 +20,16 @@
 namespace nodeward::cert {
 namespace {
 
+using internal::kMaxBundle;
+using internal::kMaxChain;
+using internal::kMaxPendingKeyBytes;
+using internal::Refuse;
+using internal::ValidName;
+using internal::ValidSan;
+
 using nodeward::v1::CertificateHealth;
 using nodeward::v1::CertificateTarget;
 using nodeward::v1::CommandResult;
-
-constexpr size_t kMaxChain = 8;
-constexpr size_t kMaxBundle = 64;
-constexpr size_t kMaxPendingKeyBytes = 16384;
-
-bool ValidName(const std::string& s) {
-  if (s.empty() || s.size() > 63) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0))) return false;
-  }
-  return true;
-}
-
-bool ValidSan(const std::string& s) {
-  if (s.empty() || s.size() > 253) return false;
-  if (IsIpAddress(s)) return true;
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '-' || c == '.' || c == '*')) {
-      return false;
-    }
-  }
-  return true;
-}
-
-absl::Status Refuse(absl::StatusCode code, absl::string_view reason_code, const std::string& target,
-                    absl::string_view why) {
-  return WithReason(absl::Status(code, absl::StrCat("certificate ", target, ": ", why)), reason_code);
-}
 
 std::string VersionDir(const CertificateTarget& t, uint32_t v) {
   return absl::StrCat(t.directory(), "/v", v);
@@ -66,10 +44,11 @@ absl::StatusOr<std::unique_ptr<CertificateManager>> CertificateManager::Create(C
                                                                               CertOptions options) {
   std::set<std::string> names;
   for (const CertificateTarget& t : options.targets) {
-    if (!ValidName(t.name()) || !names.insert(t.name()).second) {
+    if (!ValidName(t.name()) || !names.insert(t.name()).second ||
+        (!options.client_ca_file.empty() && t.name() == kClientCaTarget)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config: certificates.targets: name '", t.name().substr(0, 64),
-          "' is not [a-z0-9][a-z0-9-]{0,62} or is used twice"));
+          "' is not [a-z0-9][a-z0-9-]{0,62}, is used twice or is the client CA's"));
     }
     if (t.directory().size() < 2 || t.directory()[0] != '/' || t.directory().back() == '/' ||
         absl::StrContains(t.directory(), "/../") || absl::StrContains(t.directory(), "/./")) {
@@ -129,7 +108,10 @@ absl::StatusOr<CommandResult> CertificateManager::Apply(const VerifiedCommand& c
   absl::MutexLock lock(&mu_);
   absl::StatusOr<CommandResult> r =
       command.command.has_request_certificate()   ? Request(command.command.request_certificate())
-      : command.command.has_update_ca_bundle()    ? UpdateBundle(command.command.update_ca_bundle())
+      : command.command.has_update_ca_bundle()
+          ? (command.command.update_ca_bundle().client_ca()
+                 ? UpdateClientCa(command.command.update_ca_bundle(), command.peer_chain_pem)
+                 : UpdateBundle(command.command.update_ca_bundle()))
                                                   : Install(command.command.install_certificate());
   if (!r.ok()) return WithDefaultReason(r.status(), reason::kCertStoreFailed);
   return r;
@@ -271,9 +253,23 @@ absl::StatusOr<uint32_t> CertificateManager::Commit(const CertificateTarget& t, 
   // A new version, every file durable, then one atomic swap.
   const uint32_t next = current + 1;
   const std::string dir = VersionDir(t, next);
+  // v<next> may be left from a crash before the swap (reused), but it is
+  // never followed somewhere else.
+  if (absl::StatusOr<std::string> planted = deps_.fs->ReadSymlink(dir); planted.ok()) {
+    return Refuse(absl::StatusCode::kFailedPrecondition, reason::kCertTargetForeign, name,
+                  absl::StrCat(dir, " is a symlink (to ", planted->substr(0, 128),
+                               "), not the agent's version directory; not touched"));
+  }
   RETURN_IF_ERROR(deps_.fs->MakeDirectory(dir, 0755));
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/key.pem", key_pem,
                                                 t.key_mode() == 0 ? 0600 : t.key_mode()));
+  if (!t.key_group().empty()) {
+    if (absl::Status g = deps_.fs->ChangeGroup(dir + "/key.pem", t.key_group()); !g.ok()) {
+      return Refuse(g.code(), reason::kCertStoreFailed, name,
+                    absl::StrCat("key_group ", t.key_group(), ": ", g.message(),
+                                 absl::IsPermissionDenied(g) ? " (the unit needs CAP_CHOWN)" : ""));
+    }
+  }
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/chain.pem", chain_pem, 0644));
   RETURN_IF_ERROR(deps_.fs->WriteFileAtomically(dir + "/ca.pem", bundle_pem, 0644));
   RETURN_IF_ERROR(deps_.fs->ReplaceSymlink(t.directory() + "/current", absl::StrCat("v", next)));
@@ -400,6 +396,7 @@ std::vector<CertificateHealth> CertificateManager::Status() {
     }
     out.push_back(std::move(h));
   }
+  if (!options_.client_ca_file.empty()) out.push_back(ClientCaStatus(now));
   return out;
 }
 

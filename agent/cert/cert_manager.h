@@ -38,7 +38,14 @@ struct CertOptions {
   // Pending keys: <state_dir>/certs/<target>.pending.key (0600).
   std::string state_dir;
   std::string node_id;  // the CSR's default common name; renewal jitter
+  // tls.client_ca_file, when UpdateCaBundle{client_ca} may rotate it
+  // (certificates.manage_client_ca); "" when it may not.
+  std::string client_ca_file;
 };
+
+// The health entry (and UpdateCaBundle's target name in results) for the
+// client CA bundle.
+inline constexpr char kClientCaTarget[] = "client-ca";
 
 // RequestCertificate and InstallCertificate for the configured targets
 // (docs/certificates.md). Keys are made here and never leave the VM; a
@@ -75,6 +82,12 @@ class CertificateManager final : public CommandHandler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<nodeward::v1::CommandResult> UpdateBundle(const nodeward::v1::UpdateCaBundle& c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UpdateCaBundle{client_ca}: `peer_chain_pem` is the client certificate
+  // the command came over, which must still verify.
+  absl::StatusOr<nodeward::v1::CommandResult> UpdateClientCa(const nodeward::v1::UpdateCaBundle& c,
+                                                             const std::string& peer_chain_pem)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  nodeward::v1::CertificateHealth ClientCaStatus(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes v<current+1> (durable), swaps `current` to it, runs the reload
   // and rolls back if that fails: the new version, or why not.
   absl::StatusOr<uint32_t> Commit(const nodeward::v1::CertificateTarget& t, uint32_t current,

@@ -47,7 +47,8 @@ CommandProcessor::CommandProcessor(platform::Clock* clock, NodeIdentity identity
 }
 
 absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelope_bytes,
-                                                        const std::string& peer) {
+                                                        const std::string& peer,
+                                                        const std::string& peer_chain_pem) {
   {
     absl::MutexLock lock(&mu_);
     if (draining_) {
@@ -60,7 +61,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelo
   VerifiedCommand verified;
   RejectionFacts facts;
   bool replayed = false;
-  absl::StatusOr<CommandResult> result = Run(envelope_bytes, &verified, &facts, &replayed);
+  absl::StatusOr<CommandResult> result = Run(envelope_bytes, peer_chain_pem, &verified, &facts, &replayed);
   Finish(verified.command_type.empty() ? nullptr : &verified, facts, peer, result, replayed,
          received);
   if (!result.ok() && !verified.command_type.empty()) {
@@ -78,6 +79,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Execute(absl::string_view envelo
 }
 
 absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_bytes,
+                                                    const std::string& peer_chain_pem,
                                                     VerifiedCommand* verified,
                                                     RejectionFacts* facts, bool* replayed) {
   const absl::Time now = clock_->Now();  // one fixed "now" for the whole check
@@ -89,6 +91,7 @@ absl::StatusOr<CommandResult> CommandProcessor::Run(absl::string_view envelope_b
   absl::StatusOr<VerifiedCommand> v = VerifyCommand(envelope_bytes, *trust, identity_, limits_, now, facts);
   if (!v.ok()) return v.status();
   *verified = std::move(v).value();
+  verified->peer_chain_pem = peer_chain_pem;
 
   auto handler = handlers_.find(verified->command_type);
   const CommandLedger::Mode mode = handler != handlers_.end() && !handler->second->ChangesState()

@@ -45,9 +45,11 @@ class CommandProcessor {
                    HandlerMap handlers);
 
   // Returns the result, or a status carrying a reason (ReasonOf). `peer` is
-  // the transport identity, for the audit record only.
+  // the transport identity, for the audit record only; `peer_chain_pem` its
+  // certificate chain (VerifiedCommand::peer_chain_pem).
   absl::StatusOr<nodeward::v1::CommandResult> Execute(absl::string_view envelope_bytes,
-                                                      const std::string& peer);
+                                                      const std::string& peer,
+                                                      const std::string& peer_chain_pem = "");
 
   // Swaps the trust store (SIGHUP). Commands in flight finish on the old one.
   void ReplaceTrust(TrustStorePtr trust);
@@ -74,6 +76,7 @@ class CommandProcessor {
 
  private:
   absl::StatusOr<nodeward::v1::CommandResult> Run(absl::string_view envelope_bytes,
+                                                  const std::string& peer_chain_pem,
                                                   VerifiedCommand* verified, RejectionFacts* facts,
                                                   bool* replayed);
   // AUDIT_UNAVAILABLE unless the audit log can take the next record

@@ -37,6 +37,10 @@ struct VerifiedCommand {
   std::string payload_sha256;
   // Distinct key ids whose signatures verified, sorted.
   std::vector<std::string> signer_key_ids;
+  // The PEM chain of the client certificate on the connection that carried
+  // it (leaf first; "" if unknown). Not part of what was signed: a handler
+  // may use it only to refuse (UpdateCaBundle's lock-out check).
+  std::string peer_chain_pem;
 };
 
 // The verification steps, in the order Verifier::Verify runs them. Each

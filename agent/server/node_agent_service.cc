@@ -215,9 +215,16 @@ grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext*
   }
   // Never block a gRPC callback thread: the pipeline (fsync included) runs
   // on the command executor, which finishes the reactor.
+  std::string chain;
+  if (auto auth = context->auth_context()) {
+    // The leaf, then the chain as the client sent it (gRPC's TLS properties).
+    for (const char* property : {"x509_pem_cert", "x509_pem_cert_chain"}) {
+      for (const auto& v : auth->FindPropertyValues(property)) chain.append(v.data(), v.size());
+    }
+  }
   bool posted = executor_->Post([this, context, reactor, response, bytes = Flatten(*request),
-                                 peer = *peer, cost] {
-    absl::StatusOr<nodeward::v1::CommandResult> result = processor_->Execute(bytes, peer);
+                                 peer = *peer, chain = std::move(chain), cost] {
+    absl::StatusOr<nodeward::v1::CommandResult> result = processor_->Execute(bytes, peer, chain);
     queued_bytes_.fetch_sub(cost);
     if (!result.ok()) {
       reactor->Finish(ToGrpcStatus(result.status(), context));

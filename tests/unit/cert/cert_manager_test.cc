@@ -30,7 +30,8 @@ class CertManagerTest : public ::testing::Test {
   CertManagerTest() : ca_("test CA", clock_.Now()), other_ca_("other CA", clock_.Now()) {}
   void SetUp() override { Make(); }
   void Make(CertificateTarget::Usage usage = CertificateTarget::SERVER,
-            nodeward::v1::ReloadAction reload = {}) {
+            nodeward::v1::ReloadAction reload = {}, const std::string& key_group = "",
+            const std::string& client_ca_file = "") {
     CertificateTarget t;
     t.set_name("pg");
     t.set_directory(kDir);
@@ -39,9 +40,12 @@ class CertManagerTest : public ::testing::Test {
     t.set_usage(usage);
     t.set_ca_bundle_file("/etc/nodeward/ca.pem");
     *t.mutable_reload() = reload;
+    t.set_key_group(key_group);
+    if (!key_group.empty()) t.set_key_mode(0640);
     fs_.SetContent("/etc/nodeward/ca.pem", ca_.Pem());
     CertOptions o;
     o.targets = {t};
+    o.client_ca_file = client_ca_file;
     o.state_dir = "/state";
     o.node_id = "db-7";
     manager_ = CertificateManager::Create(
@@ -242,6 +246,67 @@ TEST_F(CertManagerTest, AForeignFileAtTheTargetIsNotTouched) {
   ExpectRefused(Install(Requested(ca_, Valid())), reason::kCertTargetForeign);
   EXPECT_EQ(fs_.ReadFile(std::string(kDir) + "/current").value(), "someone else's file");
   EXPECT_EQ(manager_->Status()[0].state(), CertificateHealth::INVALID);
+}
+
+// A symlink planted where the next version goes would have the install
+// write the key through it (into /etc, say): refused, nothing written.
+TEST_F(CertManagerTest, APlantedSymlinkAtTheNextVersionIsNotFollowed) {
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  ASSERT_THAT(fs_.ReplaceSymlink(std::string(kDir) + "/v2", "/etc/ssl/private"), IsOk());
+  ExpectRefused(Install(Requested(ca_, Valid())), reason::kCertTargetForeign);
+  EXPECT_EQ(Current(), "v1");
+  EXPECT_FALSE(fs_.Exists("/etc/ssl/private/key.pem"));
+  EXPECT_TRUE(manager_->Status()[0].pending()) << "the pending key stays for a retry";
+}
+
+TEST_F(CertManagerTest, TheKeyGetsTheTargetsGroup) {
+  Make(CertificateTarget::SERVER, {}, "ssl-cert");
+  ASSERT_THAT(Install(Requested(ca_, Valid())), IsOk());
+  EXPECT_EQ(fs_.Group(std::string(kDir) + "/v1/key.pem"), "ssl-cert");
+  // A group that does not exist: the new version is not made current.
+  fs_.SetKnownGroups({});
+  absl::StatusOr<CommandResult> r = Install(Requested(ca_, Valid()));
+  ExpectRefused(r, reason::kCertStoreFailed);
+  EXPECT_NE(r.status().message().find("ssl-cert"), absl::string_view::npos) << r.status();
+  EXPECT_EQ(Current(), "v1");
+}
+
+// The CA the agent checks orchestrators against (issue 15 point 5): it may
+// gain CAs, and may not lose the one the orchestrator sending the command
+// chains to (the orchestrator would lock itself out).
+TEST_F(CertManagerTest, TheClientCaRotatesWithoutLockingTheOrchestratorOut) {
+  constexpr char kFile[] = "/var/lib/nodeward/tls/client-ca.pem";
+  fs_.SetContent(kFile, ca_.Pem());
+  Make(CertificateTarget::SERVER, {}, "", kFile);
+  EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  TestCa::Leaf l = Valid();
+  l.sans = {"orchestrator.internal"};
+  l.eku = "clientAuth";
+  const std::string orchestrator = ca_.Issue(k, l);
+  EVP_PKEY_free(k);
+  auto update = [&](const std::string& bundle, const std::string& peer) {
+    VerifiedCommand v;
+    v.command.mutable_update_ca_bundle()->set_client_ca(true);
+    v.command.mutable_update_ca_bundle()->set_ca_bundle_pem(bundle);
+    v.peer_chain_pem = peer;
+    return manager_->Apply(v);
+  };
+  ExpectRefused(update(other_ca_.Pem(), orchestrator), reason::kCertCaDropsCurrent);
+  ExpectRefused(update(ca_.Pem() + other_ca_.Pem(), ""), reason::kCertCaDropsCurrent);
+  ExpectRefused(update("garbage", orchestrator), reason::kCertPemInvalid);
+  EXPECT_EQ(fs_.ReadFile(kFile).value(), ca_.Pem()) << "a refusal changed the file";
+  absl::StatusOr<CommandResult> r = update(ca_.Pem() + other_ca_.Pem(), orchestrator);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->certificate().target(), kClientCaTarget);
+  EXPECT_EQ(fs_.ReadFile(kFile).value(), ca_.Pem() + other_ca_.Pem());
+  EXPECT_EQ(fs_.ReadFile(std::string(kFile) + ".previous").value(), ca_.Pem());
+  const std::vector<CertificateHealth> status = manager_->Status();
+  ASSERT_EQ(status.size(), 2u);
+  EXPECT_EQ(status[1].target(), kClientCaTarget);
+  EXPECT_EQ(status[1].state(), CertificateHealth::OK);
+  // Not managed: refused as disabled.
+  Make();
+  ExpectRefused(update(ca_.Pem(), orchestrator), reason::kCapabilityDisabled);
 }
 
 TEST_F(CertManagerTest, TheHorizonFollowsTheClock) {
