@@ -21,6 +21,7 @@
 #include "agent/common/secure_buffer.h"
 #include "agent/server/tls.h"
 #include "agent/app/firewall_boot.h"
+#include "platform/linux/clock_steps_linux.h"
 #include "platform/linux/conntrack_linux.h"
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/journal_linux.h"
@@ -235,6 +236,7 @@ int main(int argc, char** argv) {
   deps.listener_probe = std::make_unique<nodeward::platform::LinuxListenerProbe>();
   deps.host = std::make_unique<nodeward::platform::LinuxHostProbe>();
   deps.services = std::make_unique<nodeward::platform::SystemdServiceControl>();
+  deps.clock_steps = std::make_unique<nodeward::platform::LinuxClockStepWatcher>();
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 
   absl::Status started = app.Start();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "agent/app/config.h"
 #include "agent/attest/signing_key.h"
 #include "agent/backup/backup_key_store.h"
@@ -309,6 +310,24 @@ absl::Status AgentApp::StartGrpcStep() {
 }
 
 absl::Status AgentApp::NotifyReadyStep() {
+  if (deps_.clock_steps != nullptr) {
+    // Horizons and validity windows are on the wall clock: a step (a VM
+    // resumed past not_after, the clock set back) is pushed at once.
+    absl::Status watching = deps_.clock_steps->Start([this](absl::Duration step) {
+      const std::string what = absl::StrCat(
+          "wall clock stepped by ", absl::StrFormat("%+.3f", absl::ToDoubleSeconds(step)), " s");
+      NW_LOG_WARNING(what);
+      {
+        absl::MutexLock lock(&mu_);
+        info_.clock_stepped_at = deps_.clock->Now();
+        info_.clock_step = step;
+        ++info_.clock_steps;
+      }
+      processor_->AuditEvent("clock_stepped", what);
+      publisher_.Publish();
+    });
+    if (!watching.ok()) NW_LOG_WARNING("clock steps are not watched: ", watching.message());
+  }
   std::string addr = listen_address();
   AgentInfo info = Info();
   auto report = Health();
@@ -418,6 +437,7 @@ void AgentApp::Stop() {
   if (stopped_) return;
   stopped_ = true;
   deps_.notifier->Notify("STOPPING=1\nSTATUS=draining");
+  deps_.clock_steps.reset();  // its thread uses the processor and publisher
   // Teardown runs every step whatever failed during startup.
   stop_watch_ = true;
   if (firewall_watcher_.joinable()) firewall_watcher_.join();

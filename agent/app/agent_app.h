@@ -28,6 +28,7 @@
 #include "grpcpp/server.h"
 #include "nodeward/v1/config.pb.h"
 #include "platform/clock.h"
+#include "platform/clock_steps.h"
 #include "platform/conntrack.h"
 #include "platform/journal.h"
 #include "platform/file_system.h"
@@ -73,6 +74,9 @@ struct AgentDeps {
   platform::ServiceControlPtr services;
   // Checks the gRPC listener from the main loop; null: not checked.
   platform::ListenerProbePtr listener_probe;
+  // Tells when the wall clock is stepped (health is pushed at once, the
+  // step audited); null: not watched.
+  platform::ClockStepWatcherPtr clock_steps;
   // Why main could not lock the process's memory ("" if it did): reported
   // as MEMORY_NOT_LOCKED.
   std::string memory_lock_problem;
@@ -113,6 +117,8 @@ class AgentApp {
   void Stop();
 
   std::string listen_address() const;
+  // The health report now (every stream, the status socket, grpc.health.v1).
+  nodeward::v1::HealthReport Health() const;
 
  private:
   absl::Status LoadConfigStep();
@@ -136,8 +142,6 @@ class AgentApp {
   void NoteFirewallDrift(uint64_t repairs_before);
 
   AgentInfo Info() const;
-  // The health report now (every stream, the status socket, grpc.health.v1).
-  nodeward::v1::HealthReport Health() const;
   // grpc.health.v1 says SERVING for "" and nodeward.v1.NodeAgent exactly
   // when the report accepts commands.
   void UpdateGrpcHealth();

@@ -48,6 +48,7 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
     case Condition::FIREWALL_AWAITING_CONFIRMATION:
     case Condition::WIPED:
     case Condition::HOST_PROBE_FAILED:
+    case Condition::CLOCK_STEPPED:
     case Condition::CERTIFICATE_RENEWAL_DUE:
       return {Condition::INFO, false};
     default:

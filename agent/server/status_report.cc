@@ -1,6 +1,7 @@
 #include "agent/server/status_report.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "agent/common/time_util.h"
 
 namespace nodeward {
@@ -8,11 +9,19 @@ namespace {
 
 using nodeward::v1::Condition;
 
-void AddHostConditions(const AgentInfo& info, const HealthPolicy& p,
+void AddHostConditions(const AgentInfo& info, absl::Time now, const HealthPolicy& p,
                        std::vector<Condition>* out) {
   auto add = [&](Condition::Type t, std::string subject, std::string message) {
     out->push_back(MakeCondition(t, std::move(subject), std::move(message), p));
   };
+  if (info.clock_stepped_at != absl::InfinitePast() &&
+      now - info.clock_stepped_at < kClockStepShownFor) {
+    add(Condition::CLOCK_STEPPED, "",
+        absl::StrCat("the wall clock was stepped by ",
+                     absl::StrFormat("%+.3f", absl::ToDoubleSeconds(info.clock_step)), " s at ",
+                     absl::FormatTime(info.clock_stepped_at),
+                     "; certificate horizons and command windows were recomputed"));
+  }
   if (!info.host_error.empty()) add(Condition::HOST_PROBE_FAILED, "", info.host_error);
   const nodeward::v1::HostHealth& h = info.host;
   if (!h.has_sampled_at()) return;
@@ -139,7 +148,7 @@ std::vector<Condition> EvaluateConditions(const AgentInfo& info, const Processor
         break;
     }
   }
-  AddHostConditions(info, p, &out);
+  AddHostConditions(info, now, p, &out);
   return out;
 }
 
@@ -180,6 +189,11 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   w->set_signing_public_key(info.signing_public_key);
   w->set_signing_key_id(info.signing_key_id);
   *r.mutable_host() = info.host;
+  if (info.clock_stepped_at != absl::InfinitePast()) {
+    *r.mutable_host()->mutable_clock_stepped_at() = ToTimestamp(info.clock_stepped_at);
+    r.mutable_host()->set_clock_step_seconds(absl::ToDoubleSeconds(info.clock_step));
+  }
+  r.mutable_host()->set_clock_steps(info.clock_steps);
   for (const auto& c : info.certificates) *r.add_certificates() = c;
   return r;
 }

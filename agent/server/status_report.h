@@ -41,7 +41,14 @@ struct AgentInfo {
   std::string host_error;
   uint32_t health_streams = 0;
   std::vector<nodeward::v1::CertificateHealth> certificates;
+  // The wall clock's last step while the agent ran (InfinitePast: none).
+  absl::Time clock_stepped_at = absl::InfinitePast();
+  absl::Duration clock_step;
+  uint32_t clock_steps = 0;
 };
+
+// How long CLOCK_STEPPED stays after a step.
+inline constexpr absl::Duration kClockStepShownFor = absl::Minutes(10);
 
 // Every condition the facts show, unsorted and without `since`.
 std::vector<nodeward::v1::Condition> EvaluateConditions(const AgentInfo& info,

@@ -42,7 +42,21 @@ std::string TlsJson(const std::string& key_file) {
       "server_key_file": ")", key_file, R"(", "client_ca_file": ")", PkiDir(), R"(/ca.pem"})");
 }
 
-Harness Make(std::function<void(platform::FakeFileSystem*)> setup, int* filters_made = nullptr) {
+// Steps the clock when the test says so.
+class FakeClockSteps final : public platform::ClockStepWatcher {
+ public:
+  absl::Status Start(std::function<void(absl::Duration)> on_step) override {
+    *on_step_ = std::move(on_step);
+    return absl::OkStatus();
+  }
+  explicit FakeClockSteps(std::function<void(absl::Duration)>* on_step) : on_step_(on_step) {}
+
+ private:
+  std::function<void(absl::Duration)>* on_step_;
+};
+
+Harness Make(std::function<void(platform::FakeFileSystem*)> setup, int* filters_made = nullptr,
+             std::function<void(absl::Duration)>* clock_steps = nullptr) {
   auto fs = std::make_unique<platform::FakeFileSystem>();
   auto notifier = std::make_unique<platform::FakeServiceNotifier>();
   setup(fs.get());
@@ -55,6 +69,7 @@ Harness Make(std::function<void(platform::FakeFileSystem*)> setup, int* filters_
     if (filters_made != nullptr) ++*filters_made;
     return std::make_unique<platform::FakePacketFilter>();
   };
+  if (clock_steps != nullptr) deps.clock_steps = std::make_unique<FakeClockSteps>(clock_steps);
   h.app = std::make_unique<AgentApp>(std::move(deps), "/etc/agent.json");
   return h;
 }
@@ -123,6 +138,43 @@ TEST(AgentAppTest, LaterStepFailureStillRunsTeardown) {
   auto msgs = h.notifier->messages();
   ASSERT_FALSE(msgs.empty());
   EXPECT_TRUE(absl::StrContains(msgs.back(), "STOPPING=1"));
+}
+
+// Issue 15 point 7: a step of the wall clock (a VM resumed past a
+// certificate's not_after, the clock set back) is audited and shown in
+// health at once, and the report is recomputed from the new time.
+TEST(AgentAppTest, AClockStepIsAuditedAndShownInHealth) {
+  std::function<void(absl::Duration)> step;
+  char sock[] = "/tmp/nw-app-sock.XXXXXX";
+  ASSERT_NE(mkdtemp(sock), nullptr);
+  auto h = Make(
+      [&](platform::FakeFileSystem* fs) {
+        fs->SetContent("/etc/agent.json", absl::StrCat(R"({"node_id": "n",
+          "listen_address": "127.0.0.1:0", "boot_id_file": "/boot_id", "state_dir": "/state", )",
+          TlsJson(PkiDir() + "/server.key"), R"(, "status_socket": {"path": ")", sock,
+          R"(/status.sock"}})"));
+        fs->SetContent("/boot_id", "abc\n");
+      },
+      nullptr, &step);
+  ASSERT_THAT(h.app->Start(), testing::IsOk());
+  ASSERT_TRUE(step) << "the watcher was not started";
+  auto has_step = [](const nodeward::v1::HealthReport& r) {
+    for (const auto& c : r.conditions()) {
+      if (c.type() == nodeward::v1::Condition::CLOCK_STEPPED) return true;
+    }
+    return false;
+  };
+  EXPECT_FALSE(has_step(h.app->Health()));
+  step(absl::Hours(2));
+  const nodeward::v1::HealthReport r = h.app->Health();
+  EXPECT_TRUE(has_step(r));
+  EXPECT_EQ(r.host().clock_steps(), 1u);
+  EXPECT_DOUBLE_EQ(r.host().clock_step_seconds(), 7200.0);
+  EXPECT_EQ(r.state(), nodeward::v1::HealthReport::SERVING) << "INFO only";
+  EXPECT_TRUE(absl::StrContains(h.fs->Content("/state/audit.jsonl"), "clock_stepped"));
+  h.app->Stop();
+  std::string cleanup = absl::StrCat("rm -rf ", sock);
+  ASSERT_EQ(system(cleanup.c_str()), 0);
 }
 
 }  // namespace
