@@ -277,6 +277,15 @@ check "current is v1 again and the unit reloaded on it" \
 check "health: CERTIFICATE_RELOAD_FAILED" bash -c "python3 $qga $work/qga.sock nodewardctl health --json | grep -q CERTIFICATE_RELOAD_FAILED"
 vm rm -f /run/nw-cert-fail > /dev/null
 
+# A step of the wall clock (issue 15 point 7): the agent's timerfd with
+# TFD_TIMER_CANCEL_ON_SET sees it under the unit's sandbox at once.
+vm date -s "@$(( $(date +%s) + 90 ))" > /dev/null
+sleep 2
+check "a clock step is seen at once: CLOCK_STEPPED in health, clock_stepped audited" \
+  bash -c "python3 $qga $work/qga.sock nodewardctl health --json | grep -q CLOCK_STEPPED &&
+           python3 $qga $work/qga.sock grep -q clock_stepped /var/lib/nodeward/audit.jsonl"
+vm date -s "@$(date +%s)" > /dev/null
+
 fw() {  # fw GENERATION CONFIRM_WITHIN
   send "\"apply_firewall\": {\"generation\": $1, \"confirm_within_seconds\": $2,
     \"services\": [{\"name\": \"pg\", \"protocol\": \"PROTOCOL_TCP\", \"ports\": [{\"first\": 5432}],
