@@ -25,6 +25,7 @@
 #include "platform/linux/conntrack_linux.h"
 #include "platform/linux/file_system_linux.h"
 #include "platform/linux/journal_linux.h"
+#include "platform/linux/logins_linux.h"
 #include "platform/linux/host_linux.h"
 #include "platform/linux/service_control_linux.h"
 #include "platform/linux/listener_probe_linux.h"
@@ -237,6 +238,7 @@ int main(int argc, char** argv) {
   deps.host = std::make_unique<nodeward::platform::LinuxHostProbe>();
   deps.services = std::make_unique<nodeward::platform::SystemdServiceControl>();
   deps.clock_steps = std::make_unique<nodeward::platform::LinuxClockStepWatcher>();
+  deps.logins = std::make_unique<nodeward::platform::LogindLogins>();
   nodeward::AgentApp app(std::move(deps), absl::GetFlag(FLAGS_config));
 
   absl::Status started = app.Start();

@@ -428,6 +428,7 @@ void AgentApp::Tick() {
       NoteFirewallDrift(repairs);
     }
   }
+  if (access_ != nullptr) access_->Poll();
   processor_->FlushRefusalSummary();
   UpdateGrpcHealth();
   if (++ticks_ % 10 == 0) publisher_.Publish();

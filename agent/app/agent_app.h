@@ -16,6 +16,7 @@
 #include "agent/firewall/firewall_reconciler.h"
 #include "agent/volume/volume_manager.h"
 #include "agent/wipe/wipe.h"
+#include "agent/access/access_manager.h"
 #include "agent/cert/cert_manager.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
@@ -33,6 +34,7 @@
 #include "platform/journal.h"
 #include "platform/file_system.h"
 #include "platform/host.h"
+#include "platform/logins.h"
 #include "platform/listener_probe.h"
 #include "platform/packet_filter.h"
 #include "platform/service_control.h"
@@ -77,6 +79,8 @@ struct AgentDeps {
   // Tells when the wall clock is stepped (health is pushed at once, the
   // step audited); null: not watched.
   platform::ClockStepWatcherPtr clock_steps;
+  // Login sessions, for operator access; null: access cannot be enabled.
+  platform::LoginsPtr logins;
   // Why main could not lock the process's memory ("" if it did): reported
   // as MEMORY_NOT_LOCKED.
   std::string memory_lock_problem;
@@ -167,6 +171,7 @@ class AgentApp {
   volume::VolumeManager* volumes_ = nullptr;  // owned by the handler map
   wipe::WipeHandler* wipe_ = nullptr;         // owned by the handler map
   cert::CertificateManager* certs_ = nullptr;  // owned by the handler map
+  access::AccessManager* access_ = nullptr;     // owned by the handler map
   std::thread firewall_watcher_;
   std::atomic<bool> stop_watch_{false};
   std::unique_ptr<AuditLog> audit_;

@@ -1,5 +1,7 @@
 #include "agent/app/agent_app.h"
 
+#include "agent/access/access_manager.h"
+
 #include "absl/strings/str_cat.h"
 #include "agent/app/config.h"
 #include "agent/backup/backup_key_store.h"
@@ -130,6 +132,40 @@ absl::Status AgentApp::BuildPipelineStep() {
     for (const char* type : {"request_certificate", "install_certificate", "update_ca_bundle"}) {
       handlers[type] = std::make_unique<DisabledHandler>(
           "no certificate targets in this node's config (certificates.targets)");
+    }
+  }
+  constexpr const char* kAccessTypes[] = {"grant_operator_access", "revoke_operator_access",
+                                          "acknowledge_unauthorised_access"};
+  if (config_.access().enabled() && deps_.logins != nullptr) {
+    access::AccessOptions o;
+    if (!config_.access().account().empty()) o.account = config_.access().account();
+    o.keys_file = config_.access().authorized_keys_file().empty()
+                      ? "/var/lib/nodeward-access/authorized_keys"
+                      : config_.access().authorized_keys_file();
+    o.state_file = config_.state_dir() + "/access.pb";
+    if (config_.access().max_window_seconds() != 0) {
+      o.max_window = absl::Seconds(config_.access().max_window_seconds());
+    }
+    // Records go to the chain once the processor exists (Poll and commands
+    // run only after startup).
+    auto audit = [this](const std::string& event, const std::string& message) {
+      NW_LOG_WARNING(event, ": ", message);
+      if (processor_) processor_->AuditEvent(event, message);
+    };
+    ASSIGN_OR_RETURN(std::unique_ptr<access::AccessManager> am,
+                     access::AccessManager::Create(
+                         {deps_.fs.get(), deps_.clock.get(), deps_.logins.get(), audit}, o));
+    access_ = am.get();
+    handlers[kAccessTypes[0]] = std::move(am);
+    handlers[kAccessTypes[1]] = std::make_unique<ForwardingHandler>(access_);
+    handlers[kAccessTypes[2]] = std::make_unique<ForwardingHandler>(access_);
+    // A wiped node opens no new window (a revoke or acknowledgement still works).
+    handlers[kAccessTypes[0]] =
+        std::make_unique<wipe::RefuseAfterWipe>(wipe_, std::move(handlers[kAccessTypes[0]]));
+  } else {
+    for (const char* type : kAccessTypes) {
+      handlers[type] = std::make_unique<DisabledHandler>(
+          "operator access is disabled in this node's config (access.enabled)");
     }
   }
   processor_ = std::make_unique<CommandProcessor>(

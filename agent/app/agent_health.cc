@@ -41,6 +41,7 @@ AgentInfo AgentApp::Info() const {
   }
   info.health_streams = static_cast<uint32_t>(publisher_.streams());
   if (certs_ != nullptr) info.certificates = certs_->Status();
+  if (access_ != nullptr) info.access = access_->Status();
   SampleHost(&info);
   return info;
 }

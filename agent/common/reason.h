@@ -99,6 +99,12 @@ inline constexpr absl::string_view kCertStoreFailed = "CERT_STORE_FAILED";
 inline constexpr absl::string_view kCertReloadFailed = "CERT_RELOAD_FAILED";
 inline constexpr absl::string_view kCertNothingInstalled = "CERT_NOTHING_INSTALLED";
 inline constexpr absl::string_view kCertCaDropsCurrent = "CERT_CA_DROPS_CURRENT";
+// Operator access.
+inline constexpr absl::string_view kAccessRequestInvalid = "ACCESS_REQUEST_INVALID";
+inline constexpr absl::string_view kAccessKeyInvalid = "ACCESS_KEY_INVALID";
+inline constexpr absl::string_view kAccessAccountMissing = "ACCESS_ACCOUNT_MISSING";
+inline constexpr absl::string_view kAccessNotGranted = "ACCESS_NOT_GRANTED";
+inline constexpr absl::string_view kAccessStoreFailed = "ACCESS_STORE_FAILED";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

@@ -32,7 +32,11 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
     case Condition::VOLUME_RECORDS_LOST:
     case Condition::WIPE_INCOMPLETE:
     case Condition::WIPE_RECORD_LOST:
+    case Condition::UNAUTHORISED_ACCESS:
       return {Condition::CRITICAL, false};
+    case Condition::ACCESS_KEYS_TAMPERED:
+    case Condition::ACCESS_WATCH_FAILED:
+      return {Condition::WARNING, false};
     case Condition::TRUST_RELOAD_FAILED:
     case Condition::MEMORY_NOT_LOCKED:
     case Condition::SIGNING_KEY_UNAVAILABLE:

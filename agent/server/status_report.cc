@@ -148,6 +148,19 @@ std::vector<Condition> EvaluateConditions(const AgentInfo& info, const Processor
         break;
     }
   }
+  for (const nodeward::v1::AccessSession& u : info.access.unauthorised()) {
+    if (u.service() == "authorized_keys") {
+      add(Condition::ACCESS_KEYS_TAMPERED, u.session_id(),
+          absl::StrCat("event ", u.event(), ": ", u.reason()));
+    } else {
+      add(Condition::UNAUTHORISED_ACCESS, u.session_id(),
+          absl::StrCat("event ", u.event(), ": ", u.user(), " logged in via ",
+                       u.service().empty() ? "?" : u.service(), " from ",
+                       u.remote_host().empty() ? "local" : u.remote_host(), " at ",
+                       absl::FormatTime(FromTimestamp(u.started_at())), " in no signed window"));
+    }
+  }
+  if (!info.access.error().empty()) add(Condition::ACCESS_WATCH_FAILED, "", info.access.error());
   AddHostConditions(info, now, p, &out);
   return out;
 }
@@ -188,6 +201,7 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   w->set_detail(info.wipe);
   w->set_signing_public_key(info.signing_public_key);
   w->set_signing_key_id(info.signing_key_id);
+  *r.mutable_access() = info.access;
   *r.mutable_host() = info.host;
   if (info.clock_stepped_at != absl::InfinitePast()) {
     *r.mutable_host()->mutable_clock_stepped_at() = ToTimestamp(info.clock_stepped_at);

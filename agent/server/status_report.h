@@ -41,6 +41,7 @@ struct AgentInfo {
   std::string host_error;
   uint32_t health_streams = 0;
   std::vector<nodeward::v1::CertificateHealth> certificates;
+  nodeward::v1::AccessHealth access;  // enabled false: not configured
   // The wall clock's last step while the agent ran (InfinitePast: none).
   absl::Time clock_stepped_at = absl::InfinitePast();
   absl::Duration clock_step;
