@@ -158,6 +158,8 @@ absl::Status AgentApp::OpenAuditStep() {
       journal->Send(e.priority, e.message, e.fields);
     });
   }
+  // WatchAudit streams wake after each durable append.
+  audit_->set_durable_listener([this] { audit_feed_.Publish(); });
   return absl::OkStatus();
 }
 
@@ -273,6 +275,7 @@ absl::Status AgentApp::StartGrpcStep() {
       std::vector<std::string>(config_.tls().allowed_client_sans().begin(),
                                config_.tls().allowed_client_sans().end()),
       ToVerifierLimits(config_.limits()), config_.limits().max_queued_bytes());
+  service_->SetAudit(audit_.get(), &audit_feed_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -445,6 +448,7 @@ void AgentApp::Stop() {
   if (processor_) processor_->Drain();
   if (processor_) UpdateGrpcHealth();  // draining: NOT_SERVING before the port closes
   publisher_.Close();
+  audit_feed_.Close();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (executor_) executor_->Stop();
   if (status_socket_) status_socket_->Stop();

@@ -17,6 +17,7 @@
 #include "agent/volume/volume_manager.h"
 #include "agent/wipe/wipe.h"
 #include "agent/access/access_manager.h"
+#include "agent/audit/audit_ack.h"
 #include "agent/cert/cert_manager.h"
 #include "agent/server/health_publisher.h"
 #include "agent/server/node_agent_service.h"
@@ -171,6 +172,9 @@ class AgentApp {
   volume::VolumeManager* volumes_ = nullptr;  // owned by the handler map
   wipe::WipeHandler* wipe_ = nullptr;         // owned by the handler map
   cert::CertificateManager* certs_ = nullptr;  // owned by the handler map
+  audit::AuditAcknowledgements* audit_acks_ = nullptr;  // owned by the handler map
+  // Wakes WatchAudit streams after each durable audit append.
+  HealthPublisher audit_feed_;
   access::AccessManager* access_ = nullptr;     // owned by the handler map
   std::thread firewall_watcher_;
   std::atomic<bool> stop_watch_{false};

@@ -168,6 +168,18 @@ absl::Status AgentApp::BuildPipelineStep() {
           "operator access is disabled in this node's config (access.enabled)");
     }
   }
+  {
+    audit::AuditAckOptions o;
+    o.state_file = config_.state_dir() + "/audit_ack.pb";
+    if (config_.health().audit_backlog_records() != 0) {
+      o.backlog_limit = config_.health().audit_backlog_records();
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<audit::AuditAcknowledgements> acks,
+                     audit::AuditAcknowledgements::Create(deps_.fs.get(), deps_.clock.get(),
+                                                          audit_.get(), std::move(o)));
+    audit_acks_ = acks.get();
+    handlers["acknowledge_audit"] = std::move(acks);
+  }
   processor_ = std::make_unique<CommandProcessor>(
       deps_.clock.get(), identity_, ToVerifierLimits(config_.limits()), std::move(trust),
       ledger_.get(), audit_.get(), std::move(handlers));

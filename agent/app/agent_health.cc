@@ -42,6 +42,11 @@ AgentInfo AgentApp::Info() const {
   info.health_streams = static_cast<uint32_t>(publisher_.streams());
   if (certs_ != nullptr) info.certificates = certs_->Status();
   if (access_ != nullptr) info.access = access_->Status();
+  if (audit_acks_ != nullptr) {
+    info.audit = audit_acks_->Health();
+    info.audit.set_watchers(static_cast<uint32_t>(audit_feed_.streams()));
+    info.audit_verdict = static_cast<int>(audit_acks_->verdict());
+  }
   SampleHost(&info);
   return info;
 }

@@ -105,6 +105,10 @@ inline constexpr absl::string_view kAccessKeyInvalid = "ACCESS_KEY_INVALID";
 inline constexpr absl::string_view kAccessAccountMissing = "ACCESS_ACCOUNT_MISSING";
 inline constexpr absl::string_view kAccessNotGranted = "ACCESS_NOT_GRANTED";
 inline constexpr absl::string_view kAccessStoreFailed = "ACCESS_STORE_FAILED";
+// Audit shipping.
+inline constexpr absl::string_view kAuditAckAhead = "AUDIT_ACK_AHEAD";
+inline constexpr absl::string_view kAuditAckInvalid = "AUDIT_ACK_INVALID";
+inline constexpr absl::string_view kAuditAckMismatch = "AUDIT_ACK_MISMATCH";
 }  // namespace reason
 
 // A status with `code`, `reason` attached and message "<REASON>: <message>".

@@ -33,9 +33,12 @@ Rule RuleFor(Condition::Type t, const HealthPolicy& policy) {
     case Condition::WIPE_INCOMPLETE:
     case Condition::WIPE_RECORD_LOST:
     case Condition::UNAUTHORISED_ACCESS:
+    case Condition::AUDIT_TRUNCATED:
+    case Condition::AUDIT_DIVERGED:
       return {Condition::CRITICAL, false};
     case Condition::ACCESS_KEYS_TAMPERED:
     case Condition::ACCESS_WATCH_FAILED:
+    case Condition::AUDIT_BACKLOG:
       return {Condition::WARNING, false};
     case Condition::TRUST_RELOAD_FAILED:
     case Condition::MEMORY_NOT_LOCKED:

@@ -9,6 +9,7 @@
 #include "agent/common/reason.h"
 #include "grpcpp/alarm.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "agent/server/audit_watcher.h"
 #include "agent/server/grpc_status.h"
 
 namespace nodeward {
@@ -244,19 +245,37 @@ grpc::ServerUnaryReactor* NodeAgentService::Execute(grpc::CallbackServerContext*
   return reactor;
 }
 
+namespace {
+// A stream refused before its first message.
+template <typename T>
+class RefusedStream final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit RefusedStream(grpc::Status s) { this->Finish(s); }
+  void OnDone() override { delete this; }
+};
+}  // namespace
+
 grpc::ServerWriteReactor<HealthReport>* NodeAgentService::WatchHealth(
     grpc::CallbackServerContext* context, const nodeward::v1::WatchHealthRequest* request) {
   absl::StatusOr<std::string> peer = CheckPeer(context, "WatchHealth");
-  if (!peer.ok()) {
-    class Refuse final : public grpc::ServerWriteReactor<HealthReport> {
-     public:
-      explicit Refuse(grpc::Status s) { Finish(s); }
-      void OnDone() override { delete this; }
-    };
-    return new Refuse(ToGrpcStatus(peer.status(), context));
-  }
+  if (!peer.ok()) return new RefusedStream<HealthReport>(ToGrpcStatus(peer.status(), context));
   return new HealthWatcher(publisher_, build_report_, request->max_reports(),
                            absl::Milliseconds(request->min_interval_ms()));
+}
+
+grpc::ServerWriteReactor<nodeward::v1::AuditBatch>* NodeAgentService::WatchAudit(
+    grpc::CallbackServerContext* context, const nodeward::v1::WatchAuditRequest* request) {
+  absl::StatusOr<std::string> peer = CheckPeer(context, "WatchAudit");
+  if (!peer.ok()) {
+    return new RefusedStream<nodeward::v1::AuditBatch>(ToGrpcStatus(peer.status(), context));
+  }
+  if (audit_ == nullptr) {
+    return new RefusedStream<nodeward::v1::AuditBatch>(ToGrpcStatus(
+        Reject(absl::StatusCode::kUnavailable, reason::kAuditUnavailable,
+               "the audit chain could not be opened; nothing to stream"),
+        context));
+  }
+  return NewAuditWatcher(audit_, audit_feed_, *request);
 }
 
 }  // namespace nodeward

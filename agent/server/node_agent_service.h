@@ -9,6 +9,7 @@
 #include "agent/command/command_processor.h"
 #include "agent/server/command_executor.h"
 #include "agent/server/health_publisher.h"
+#include "agent/state/audit_log.h"
 #include "nodeward/v1/agent.grpc.pb.h"
 
 namespace nodeward {
@@ -33,6 +34,15 @@ class NodeAgentService final : public NodeAgentBase {
   grpc::ServerWriteReactor<nodeward::v1::HealthReport>* WatchHealth(
       grpc::CallbackServerContext* context,
       const nodeward::v1::WatchHealthRequest* request) override;
+  grpc::ServerWriteReactor<nodeward::v1::AuditBatch>* WatchAudit(
+      grpc::CallbackServerContext* context,
+      const nodeward::v1::WatchAuditRequest* request) override;
+  // The chain WatchAudit streams and the feed that wakes its streams after
+  // each durable append (null log: refused AUDIT_UNAVAILABLE). Before Start.
+  void SetAudit(const AuditLog* log, HealthPublisher* feed) {
+    audit_ = log;
+    audit_feed_ = feed;
+  }
 
  private:
   // OK with a printable peer name, or PEER_NOT_ALLOWED (audited, bounded).
@@ -46,6 +56,8 @@ class NodeAgentService final : public NodeAgentBase {
   const std::vector<std::string> allowed_client_sans_;
   const VerifierLimits limits_;
   const size_t max_queued_bytes_;
+  const AuditLog* audit_ = nullptr;
+  HealthPublisher* audit_feed_ = nullptr;
   // Bytes of accepted envelopes not yet answered (2 per envelope byte).
   std::atomic<size_t> queued_bytes_{0};
 };

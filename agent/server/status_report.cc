@@ -161,6 +161,18 @@ std::vector<Condition> EvaluateConditions(const AgentInfo& info, const Processor
     }
   }
   if (!info.access.error().empty()) add(Condition::ACCESS_WATCH_FAILED, "", info.access.error());
+  // The chain against what the orchestrator acknowledged (docs/audit.md);
+  // verdict 3 with no chain at all is AUDIT_UNAVAILABLE from startup.
+  if (info.audit_verdict == 1) add(Condition::AUDIT_TRUNCATED, "audit", info.audit.error());
+  if (info.audit_verdict == 2 || (info.audit_verdict == 3 && info.audit.records() > 0)) {
+    add(Condition::AUDIT_DIVERGED, "audit", info.audit.error());
+  }
+  if (info.audit.backlog_limit() > 0 &&
+      info.audit.unacknowledged() * 5 > info.audit.backlog_limit() * 4) {
+    add(Condition::AUDIT_BACKLOG, "audit",
+        absl::StrCat(info.audit.unacknowledged(), " audit records not acknowledged (limit ",
+                     info.audit.backlog_limit(), "); nothing is deleted, the file grows"));
+  }
   AddHostConditions(info, now, p, &out);
   return out;
 }
@@ -202,6 +214,7 @@ nodeward::v1::HealthReport BuildHealthReport(const AgentInfo& info, const Proces
   w->set_signing_public_key(info.signing_public_key);
   w->set_signing_key_id(info.signing_key_id);
   *r.mutable_access() = info.access;
+  *r.mutable_audit() = info.audit;
   *r.mutable_host() = info.host;
   if (info.clock_stepped_at != absl::InfinitePast()) {
     *r.mutable_host()->mutable_clock_stepped_at() = ToTimestamp(info.clock_stepped_at);

@@ -42,6 +42,9 @@ struct AgentInfo {
   uint32_t health_streams = 0;
   std::vector<nodeward::v1::CertificateHealth> certificates;
   nodeward::v1::AccessHealth access;  // enabled false: not configured
+  nodeward::v1::AuditHealth audit;
+  // audit::AuditAcknowledgements::Verdict: 0 intact, 1 truncated, 2 diverged, 3 unreadable.
+  int audit_verdict = 0;
   // The wall clock's last step while the agent ran (InfinitePast: none).
   absl::Time clock_stepped_at = absl::InfinitePast();
   absl::Duration clock_step;

@@ -1,5 +1,7 @@
 #include "agent/state/audit_log.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "agent/common/crypto.h"
@@ -113,8 +115,84 @@ AuditPrefix VerifyAuditPrefix(absl::string_view content) {
   return out;
 }
 
-AuditLog::AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash)
-    : file_(std::move(file)), next_index_(next_index), last_hash_(std::move(last_hash)) {}
+AuditLog::AuditLog(platform::FileSystem* fs, std::string path, platform::AppendableFilePtr file,
+                   uint64_t next_index, std::string last_hash)
+    : fs_(fs),
+      path_(std::move(path)),
+      recent_first_(next_index),
+      durable_records_(next_index),
+      durable_hash_(last_hash),
+      file_(std::move(file)),
+      next_index_(next_index),
+      last_hash_(std::move(last_hash)) {}
+
+AuditLog::Head AuditLog::DurableHead() const {
+  absl::MutexLock lock(&mu_);
+  return Head{durable_records_, durable_hash_};
+}
+
+absl::StatusOr<std::vector<nodeward::v1::AuditRecord>> AuditLog::Read(uint64_t from,
+                                                                      size_t max) const {
+  std::vector<nodeward::v1::AuditRecord> out;
+  uint64_t file_until = 0;  // records below this come from the file
+  uint64_t offset = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    const uint64_t until = std::min<uint64_t>(durable_records_, from + max);
+    if (from >= until) return out;
+    if (from >= recent_first_) {
+      for (uint64_t i = from; i < until; ++i) out.push_back(recent_[i - recent_first_]);
+      return out;
+    }
+    if (from >= offsets_.size()) {
+      return absl::DataLossError(absl::StrCat("audit record ", from, " of ", path_,
+                                              " is neither in memory nor indexed"));
+    }
+    file_until = std::min<uint64_t>(until, recent_first_);
+    offset = offsets_[from];
+  }
+  // Records Open found: read back and re-checked (the file is root's to
+  // edit; what is shipped must be what the chain says).
+  ASSIGN_OR_RETURN(std::string content, fs_->ReadFile(path_));
+  size_t at = offset;
+  for (uint64_t i = from; i < file_until; ++i) {
+    const size_t nl = content.find('\n', at);
+    if (at > content.size() || nl == std::string::npos) {
+      return absl::DataLossError(
+          absl::StrCat("reading back audit record ", i, " of ", path_, ": the file is shorter"));
+    }
+    nodeward::v1::AuditRecord r;
+    absl::Status parsed = ParseJson(absl::string_view(content).substr(at, nl - at), &r, "audit record");
+    if (!parsed.ok() || r.index() != i || AuditRecordHash(r) != r.hash()) {
+      return absl::DataLossError(absl::StrCat("reading back audit record ", i, " of ", path_,
+                                              ": the line was changed since the agent started"));
+    }
+    out.push_back(std::move(r));
+    at = nl + 1;
+  }
+  if (out.size() < max) {
+    absl::MutexLock lock(&mu_);
+    const uint64_t until = std::min<uint64_t>(durable_records_, from + max);
+    for (uint64_t i = file_until; i < until && i >= recent_first_; ++i) {
+      out.push_back(recent_[i - recent_first_]);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> AuditLog::HashAt(uint64_t index) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (index >= durable_records_) {
+      return absl::OutOfRangeError(absl::StrCat("audit record ", index, " is past the head (",
+                                                durable_records_, " records)"));
+    }
+    if (index + 1 == durable_records_) return durable_hash_;
+  }
+  ASSIGN_OR_RETURN(std::vector<nodeward::v1::AuditRecord> r, Read(index, 1));
+  if (r.empty()) return absl::OutOfRangeError(absl::StrCat("audit record ", index, " not found"));
+  return r[0].hash();
+}
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* fs,
                                                          const std::string& path) {
@@ -130,8 +208,18 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(platform::FileSystem* f
     }
   }
   ASSIGN_OR_RETURN(platform::AppendableFilePtr file, fs->OpenForAppend(path, 0600));
-  std::unique_ptr<AuditLog> log(new AuditLog(std::move(file), prefix.records, prefix.last_hash));
+  std::unique_ptr<AuditLog> log(
+      new AuditLog(fs, path, std::move(file), prefix.records, prefix.last_hash));
   log->history_ = std::move(prefix.history);
+  if (content.ok()) {
+    absl::MutexLock lock(&log->mu_);
+    log->offsets_.reserve(prefix.records);
+    size_t at = 0;
+    for (uint64_t i = 0; i < prefix.records; ++i) {
+      log->offsets_.push_back(at);
+      at = content->find('\n', at) + 1;
+    }
+  }
   if (content.ok() && !prefix.error.ok()) {
     // Cut like the journal's torn tail, durably, and say so in the chain.
     const absl::string_view cut = absl::string_view(*content).substr(prefix.valid_bytes);
@@ -155,6 +243,7 @@ absl::Status AuditLog::Append(nodeward::v1::AuditRecord record) {
   absl::Status s = AppendDurably(&record);
   // Outside every lock: the observer may take its own.
   if (s.ok() && observer_) observer_(record);
+  if (s.ok() && listener_) listener_();
   return s;
 }
 
@@ -183,6 +272,8 @@ absl::Status AuditLog::AppendDurably(nodeward::v1::AuditRecord* record_ptr) {
     }
     ++next_index_;
     last_hash_ = record.hash();
+    if (recent_.empty()) recent_offset_ = before;
+    recent_.push_back(record);
     mine = ++appended_;
     file = file_.get();
   }
@@ -207,6 +298,21 @@ absl::Status AuditLog::AppendDurably(nodeward::v1::AuditRecord* record_ptr) {
     return s;
   }
   synced_ = target;
+  // Records up to `target` of this process are durable: visible to Read.
+  const uint64_t durable = next_index_ - (appended_ - target);
+  if (durable > durable_records_) {
+    durable_records_ = durable;
+    durable_hash_ = recent_[durable - 1 - recent_first_].hash();
+  }
+  // Keep the last kRecentKept; older ones are read back from the file by
+  // offset, which needs the offsets of the ones dropped here.
+  while (recent_.size() > kRecentKept && recent_first_ < durable_records_) {
+    offsets_.resize(recent_first_);
+    offsets_.push_back(recent_offset_);
+    recent_offset_ += ToJsonLine(recent_.front()).size() + 1;
+    recent_.pop_front();
+    ++recent_first_;
+  }
   return absl::OkStatus();
 }
 

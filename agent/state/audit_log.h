@@ -1,9 +1,11 @@
 #ifndef NODEWARD_AGENT_STATE_AUDIT_LOG_H_
 #define NODEWARD_AGENT_STATE_AUDIT_LOG_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -53,16 +55,51 @@ class AuditLog {
   void set_observer(std::function<void(const nodeward::v1::AuditRecord&)> observer) {
     observer_ = std::move(observer);
   }
+  // Called (no argument, outside every lock) after records became durable:
+  // WatchAudit streams wake on it. Set before the first Append.
+  void set_durable_listener(std::function<void()> listener) { listener_ = std::move(listener); }
+
+  // The durable chain: records on disk and fdatasync'd, and the last one's
+  // hash (64 zeros for none).
+  struct Head {
+    uint64_t records = 0;
+    std::string hash;
+  };
+  Head DurableHead() const;
+  // Durable records from `from` on, at most `max`, in order (none when
+  // `from` is at or past the head). The last kRecentKept come from memory;
+  // older ones are read back from the file and each checked against its
+  // hash and index (DATA_LOSS naming the record when the file was changed).
+  absl::StatusOr<std::vector<nodeward::v1::AuditRecord>> Read(uint64_t from, size_t max) const;
+  // The hash of durable record `index` (OUT_OF_RANGE past the head).
+  absl::StatusOr<std::string> HashAt(uint64_t index) const;
+  static constexpr size_t kRecentKept = 4096;
+
   // What Open cut from the tail ("" if nothing).
   const std::string& cut_tail() const { return cut_tail_; }
   // The commands in the file as Open found it.
   const AuditHistory& history() const { return history_; }
 
  private:
-  AuditLog(platform::AppendableFilePtr file, uint64_t next_index, std::string last_hash);
+  AuditLog(platform::FileSystem* fs, std::string path, platform::AppendableFilePtr file,
+           uint64_t next_index, std::string last_hash);
   absl::Status AppendDurably(nodeward::v1::AuditRecord* record);
+  platform::FileSystem* const fs_;
+  const std::string path_;
   std::function<void(const nodeward::v1::AuditRecord&)> observer_;
-  absl::Mutex mu_;
+  std::function<void()> listener_;
+  mutable absl::Mutex mu_;
+  // Records appended by this process, newest last (at most kRecentKept):
+  // recent_[i] has index recent_first_ + i. Those below durable_records_
+  // are durable.
+  std::deque<nodeward::v1::AuditRecord> recent_ ABSL_GUARDED_BY(mu_);
+  uint64_t recent_first_ ABSL_GUARDED_BY(mu_);
+  uint64_t durable_records_ ABSL_GUARDED_BY(mu_);
+  std::string durable_hash_ ABSL_GUARDED_BY(mu_);
+  // Line starts in the file of records below recent_first_ that Open found
+  // (index -> byte offset), for reading them back.
+  std::vector<uint64_t> offsets_ ABSL_GUARDED_BY(mu_);
+  uint64_t recent_offset_ ABSL_GUARDED_BY(mu_) = 0;  // of recent_.front()
   platform::AppendableFilePtr file_ ABSL_GUARDED_BY(mu_);
   uint64_t next_index_ ABSL_GUARDED_BY(mu_);
   std::string last_hash_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,10 @@
 // and a deleted record; a reopened log continues the chain.
 #include "agent/state/audit_log.h"
 
+#include <algorithm>
+
+#include "agent/common/proto_util.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -166,6 +170,59 @@ TEST_F(AuditLogTest, LinesAreDurableAndAFailedSyncFailsClosed) {
   ASSERT_THAT(reopened, IsOk());
   EXPECT_THAT((*reopened)->Append(r), IsOk());
   EXPECT_THAT(VerifyAuditChain(fs_.Content(kPath)), IsOk());
+}
+
+}  // namespace
+}  // namespace nodeward
+
+namespace nodeward {
+namespace {
+
+// WatchAudit reads through AuditLog::Read: records kept in memory, records
+// evicted from memory (read back by offset) and records found by Open all
+// come back exactly as the file has them, in order, with no gap.
+TEST(AuditLogReadTest, MemoryEvictedAndReopenedRecordsReadBackAsTheFileHasThem) {
+  platform::FakeFileSystem fs;
+  constexpr char kPath[] = "/state/audit.jsonl";
+  const uint64_t n = AuditLog::kRecentKept + 100;
+  {
+    auto log = AuditLog::Open(&fs, kPath);
+    ASSERT_THAT(log, testing::IsOk());
+    for (uint64_t i = 0; i < n; ++i) {
+      nodeward::v1::AuditRecord r;
+      r.set_event("tick");
+      r.set_message(std::string(i % 7, 'x'));  // lines of different lengths
+      ASSERT_THAT((*log)->Append(r), testing::IsOk());
+    }
+    EXPECT_EQ((*log)->DurableHead().records, n);
+    std::vector<std::string> lines = absl::StrSplit(fs.Content(kPath), '\n', absl::SkipEmpty());
+    for (uint64_t from : {uint64_t{0}, uint64_t{99}, uint64_t{100}, n - 1}) {
+      auto got = (*log)->Read(from, 1024);
+      ASSERT_THAT(got, testing::IsOk());
+      ASSERT_EQ(got->size(), std::min<uint64_t>(1024, n - from)) << from;
+      for (size_t k = 0; k < got->size(); ++k) {
+        EXPECT_EQ((*got)[k].index(), from + k);
+        EXPECT_EQ(ToJsonLine((*got)[k]), lines[from + k]) << from + k;
+      }
+    }
+    EXPECT_TRUE((*log)->Read(n, 10)->empty());
+    auto h = (*log)->HashAt(5);
+    ASSERT_THAT(h, testing::IsOk());
+    auto five = (*log)->Read(5, 1);
+    EXPECT_EQ(*h, (*five)[0].hash());
+    EXPECT_THAT((*log)->HashAt(n), testing::StatusIs(absl::StatusCode::kOutOfRange));
+  }
+  // Reopened: everything before is read back from the file; an edit made
+  // behind the agent's back is DATA_LOSS, never shipped as if it were the chain.
+  auto log = AuditLog::Open(&fs, kPath);
+  ASSERT_THAT(log, testing::IsOk());
+  auto all = (*log)->Read(0, n);
+  ASSERT_THAT(all, testing::IsOk());
+  EXPECT_EQ(all->size(), n);
+  std::string c = fs.Content(kPath);
+  c.replace(c.find("\"tick\""), 6, "\"tock\"");
+  ASSERT_THAT(fs.WriteFileAtomically(kPath, c, 0600), testing::IsOk());
+  EXPECT_THAT((*log)->Read(0, 1), testing::StatusIs(absl::StatusCode::kDataLoss));
 }
 
 }  // namespace
