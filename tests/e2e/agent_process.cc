@@ -65,6 +65,18 @@ AgentProcess::~AgentProcess() {
   }
 }
 
+ExecuteOutcome AgentProcess::Execute(nodeward::v1::Command c, uint64_t sequence) const {
+  c.set_node_id(node_id());
+  c.set_boot_id(boot_id());
+  c.set_sequence(sequence);
+  FillCommandDefaults(&c, absl::Now(), absl::Minutes(5));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ch = Channel();
+  if (!ch.ok()) return ExecuteOutcome{ch.status(), "", {}};
+  absl::StatusOr<nodeward::v1::SignedCommand> signed_command = SignCommand(c, {&key_});
+  if (!signed_command.ok()) return ExecuteOutcome{signed_command.status(), "", {}};
+  return ExecuteCommand(ch->get(), *signed_command, absl::Seconds(10));
+}
+
 void AgentProcess::WriteConfig() { std::ofstream(dir_ + "/agent.json") << ToJsonPretty(config_); }
 
 absl::Status AgentProcess::Start(long file_size_limit) {

@@ -53,6 +53,9 @@ class AgentProcess {
   // A signed ping for this agent.
   nodeward::v1::SignedCommand Ping(uint64_t sequence,
                                    const Ed25519PrivateKey* signer = nullptr) const;
+  // `c` addressed to this agent with `sequence`, signed by key(), executed
+  // over a fresh channel.
+  ExecuteOutcome Execute(nodeward::v1::Command c, uint64_t sequence) const;
   absl::StatusOr<nodeward::v1::StatusReport> Status() const;
   std::string Log() const;
 

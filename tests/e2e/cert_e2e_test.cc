@@ -39,15 +39,7 @@ class CertE2eTest : public ::testing::Test {
     }
     ASSERT_THAT(agent_.Start(), IsOk());
   }
-  ExecuteOutcome Send(nodeward::v1::Command c) {
-    c.set_node_id(agent_.node_id());
-    c.set_boot_id(agent_.boot_id());
-    c.set_sequence(++seq_);
-    FillCommandDefaults(&c, absl::Now(), absl::Minutes(5));
-    auto ch = agent_.Channel();
-    EXPECT_THAT(ch, IsOk());
-    return ExecuteCommand(ch->get(), SignCommand(c, {&agent_.key()}).value(), absl::Seconds(10));
-  }
+  ExecuteOutcome Send(nodeward::v1::Command c) { return agent_.Execute(std::move(c), ++seq_); }
   // RequestCertificate, then the chain `ca` issues for the CSR's key.
   std::string RequestAndIssue(const TestCa& ca) {
     nodeward::v1::Command c;
