@@ -115,6 +115,13 @@ std::variant<Args, int> ParseCommandLine(int argc, char** argv) {
   auto [audit_verify, av] = sub(audit, "verify", "check the audit hash chain of FILE (exit 1 if broken)");
   (void)audit_verify;
   av->Word("FILE", "the audit log (audit.jsonl)");
+  auto [audit_watch, aw] = sub(audit, "watch",
+                               "stream the agent's audit chain (WatchAudit), checking each record "
+                               "continues it; one JSON record per line (exit 1 if it does not)");
+  (void)audit_watch;
+  aw->Target()
+      .Opt("from", "first record index (default 0)")
+      .Opt("count", "stop after N records (default: follow until interrupted)");
 
   auto [backup, bk] = sub(&app, "backup",
                           "backup encryption (docs/backup-format.md); exit 0 ok, 1 I/O error, "

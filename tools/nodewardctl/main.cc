@@ -285,6 +285,47 @@ int Health(const Args& a) {
   return h.accepting_commands() ? 0 : 1;
 }
 
+// What an orchestrator does with the stream: checks each record continues
+// the chain (index, prev_hash, hash) before it keeps it.
+int AuditWatch(const Args& a) {
+  auto channel = Channel(a);
+  if (!channel.ok()) return Fail(channel.status());
+  uint64_t from = 0, count = 0;
+  if ((a.Has("from") && !absl::SimpleAtoi(a.Get("from"), &from)) ||
+      (a.Has("count") && !absl::SimpleAtoi(a.Get("count"), &count))) {
+    return Fail(absl::InvalidArgumentError("audit watch: --from and --count are numbers"));
+  }
+  auto stub = nodeward::v1::NodeAgent::NewStub(*channel);
+  grpc::ClientContext ctx;
+  nodeward::v1::WatchAuditRequest req;
+  req.set_from_index(from);
+  auto reader = stub->WatchAudit(&ctx, req);
+  nodeward::v1::AuditBatch b;
+  uint64_t seen = 0;
+  std::string prev;
+  while ((count == 0 || seen < count) && reader->Read(&b)) {
+    for (const nodeward::v1::AuditRecord& r : b.records()) {
+      const bool continues = r.index() == from + seen && AuditRecordHash(r) == r.hash() &&
+                             (seen == 0 ? (r.index() != 0 || r.prev_hash() == std::string(64, '0'))
+                                        : r.prev_hash() == prev);
+      if (!continues) {
+        std::cout << "audit stream BROKEN at record " << r.index() << "\n";
+        ctx.TryCancel();
+        return 1;
+      }
+      std::cout << ToJsonLine(r) << std::endl;
+      prev = r.hash();
+      if (count != 0 && ++seen >= count) break;
+      if (count == 0) ++seen;
+    }
+  }
+  ctx.TryCancel();
+  grpc::Status s = reader->Finish();
+  if (count != 0 && seen >= count) return 0;
+  std::cout << "audit watch ended: " << s.error_message() << "\n";
+  return s.ok() ? 0 : 1;
+}
+
 int AuditVerify(const Args& a) {
   if (a.positional.size() < 3) return Fail(absl::InvalidArgumentError("audit verify FILE"));
   absl::StatusOr<std::string> text = ReadTextFile(a.positional[2]);
@@ -352,7 +393,7 @@ int Run(int argc, char** argv) {
     return RunBackupCommand({a.positional.begin() + 1, a.positional.end()}, a.values);
   }
   if (cmd == "wipe-receipt") return WipeReceiptVerify(a);
-  if (cmd == "audit") return AuditVerify(a);
+  if (cmd == "audit") return a.positional[1] == "watch" ? AuditWatch(a) : AuditVerify(a);
   return kExitUsage;  // CLI11 knows every command; not reached
 }
 
