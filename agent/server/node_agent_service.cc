@@ -275,6 +275,13 @@ grpc::ServerWriteReactor<nodeward::v1::AuditBatch>* NodeAgentService::WatchAudit
                "the audit chain could not be opened; nothing to stream"),
         context));
   }
+  // Each stream may read the file while catching up: a bounded number.
+  if (audit_feed_->streams() >= kMaxAuditStreams) {
+    return new RefusedStream<nodeward::v1::AuditBatch>(ToGrpcStatus(
+        Reject(absl::StatusCode::kResourceExhausted, reason::kAgentBusy,
+               absl::StrCat("already ", kMaxAuditStreams, " WatchAudit streams open; retry later")),
+        context));
+  }
   return NewAuditWatcher(audit_, audit_feed_, *request);
 }
 

@@ -56,6 +56,7 @@ class NodeAgentService final : public NodeAgentBase {
   const std::vector<std::string> allowed_client_sans_;
   const VerifierLimits limits_;
   const size_t max_queued_bytes_;
+  static constexpr int kMaxAuditStreams = 8;
   const AuditLog* audit_ = nullptr;
   HealthPublisher* audit_feed_ = nullptr;
   // Bytes of accepted envelopes not yet answered (2 per envelope byte).

@@ -52,16 +52,20 @@ class AuditStream {
   }
   ~AuditStream() {
     ctx_.TryCancel();
-    (void)reader_->Finish();
+    if (!finished_) (void)reader_->Finish();
   }
   // The next message, or false when the stream ended.
   bool Next(AuditBatch* out) { return reader_->Read(out); }
-  grpc::Status Finish() { return reader_->Finish(); }
+  grpc::Status Finish() {
+    finished_ = true;
+    return reader_->Finish();
+  }
 
  private:
   std::unique_ptr<nodeward::v1::NodeAgent::Stub> stub_;
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<AuditBatch>> reader_;
+  bool finished_ = false;
 };
 
 // What an orchestrator does with each record it receives: checks that the
@@ -160,6 +164,30 @@ TEST_F(AuditE2eTest, TheStreamSendsTheChainThenEachRecordAsItIsMade) {
   EXPECT_EQ(b.records(0).index(), 1u);
   EXPECT_EQ(b.records(0).hash(), chain.records[1].hash());
   EXPECT_EQ(Health().audit().watchers(), 2u);
+}
+
+// Each stream may read the whole file while it catches up: at most 8 at once,
+// the next refused AGENT_BUSY; one closed makes room again.
+TEST_F(AuditE2eTest, OpenStreamsAreBounded) {
+  auto ch = agent_.Channel();
+  ASSERT_THAT(ch, IsOk());
+  std::vector<std::unique_ptr<AuditStream>> open;
+  AuditBatch b;
+  for (int i = 0; i < 8; ++i) {
+    open.push_back(std::make_unique<AuditStream>(*ch, 0));
+    ASSERT_TRUE(open.back()->Next(&b)) << i;
+  }
+  {
+    AuditStream ninth(*ch, 0);
+    EXPECT_FALSE(ninth.Next(&b));
+    EXPECT_EQ(ninth.Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  open.pop_back();
+  for (int tries = 0; Health().audit().watchers() > 7 && tries < 100; ++tries) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  AuditStream again(*ch, 0);
+  EXPECT_TRUE(again.Next(&b));
 }
 
 TEST_F(AuditE2eTest, AcknowledgementsAreCheckedAgainstTheChain) {
